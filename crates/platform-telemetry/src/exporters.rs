@@ -1,0 +1,313 @@
+//! OTLP exporters (gRPC and HTTP/protobuf), TLS, and the `console` exporters.
+//!
+//! Exports never run on the application's runtime: HTTP uses a blocking client with its own
+//! thread, and gRPC channels live on a small runtime owned by the library ([`ExportRuntime`]).
+//! A `current_thread` runtime, a single CPU, or an application blocked in shutdown can therefore
+//! not starve the exporter — the classic opentelemetry-rust shutdown deadlock.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+use crate::Error;
+use crate::config::{OtlpConfig, Protocol, Signal, Warnings};
+
+/// A small multi-thread runtime (one worker) that drives gRPC channels.
+#[derive(Debug)]
+pub(crate) struct ExportRuntime(Option<tokio::runtime::Runtime>);
+
+impl ExportRuntime {
+    pub(crate) fn start() -> Result<Self, Error> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("telemetry-export")
+            .enable_all()
+            .build()
+            .map(|rt| Self(Some(rt)))
+            .map_err(Error::Runtime)
+    }
+
+    /// No runtime: for configurations without gRPC.
+    pub(crate) fn none() -> Self {
+        Self(None)
+    }
+
+    fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
+        self.0.as_ref().map(|rt| rt.enter())
+    }
+}
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside an async context: never block here.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn build_error(signal: Signal, cfg: &OtlpConfig, reason: impl ToString) -> Error {
+    Error::Exporter {
+        signal: signal.as_str(),
+        endpoint: cfg.endpoint.clone(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads the PEM file named by `OTEL_EXPORTER_OTLP_[SIGNAL_]CERTIFICATE`; a problem is a warning.
+fn read_certificate(cfg: &OtlpConfig, signal: Signal, warnings: &mut Warnings) -> Option<Vec<u8>> {
+    let path = cfg.certificate.as_ref()?;
+    let variable = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+    match std::fs::read(path) {
+        Ok(pem) if pem.windows(11).any(|w| w == b"-----BEGIN ") => Some(pem),
+        Ok(_) => {
+            warnings.push(
+                variable,
+                &path.display().to_string(),
+                format!("the file holds no PEM certificate ({} exporter)", signal.as_str()),
+                "the platform's trusted roots only",
+            );
+            None
+        }
+        Err(e) => {
+            warnings.push(
+                variable,
+                &path.display().to_string(),
+                format!("cannot read the file: {e}"),
+                "the platform's trusted roots only",
+            );
+            None
+        }
+    }
+}
+
+fn rustls_config(extra_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(pem) = extra_pem {
+        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("invalid PEM certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("unusable CA certificate: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The blocking HTTP client, built on its own thread: reqwest's blocking client must be neither
+/// built nor dropped on an async runtime thread.
+fn http_client(
+    cfg: &OtlpConfig,
+    signal: Signal,
+    pem: Option<Vec<u8>>,
+) -> Result<reqwest::blocking::Client, Error> {
+    let tls = rustls_config(pem.as_deref()).map_err(|e| build_error(signal, cfg, e))?;
+    let timeout = cfg.timeout;
+    std::thread::Builder::new()
+        .name("telemetry-http-client-init".into())
+        .spawn(move || {
+            reqwest::blocking::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .tls_backend_preconfigured(tls)
+                .build()
+        })
+        .map_err(|e| build_error(signal, cfg, e))?
+        .join()
+        .map_err(|_| build_error(signal, cfg, "building the HTTP client panicked"))?
+        .map_err(|e| build_error(signal, cfg, e))
+}
+
+#[cfg(feature = "grpc")]
+fn tonic_metadata(cfg: &OtlpConfig) -> opentelemetry_otlp::tonic_types::metadata::MetadataMap {
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &cfg.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers)
+}
+
+#[cfg(feature = "grpc")]
+fn tonic_tls(pem: Option<Vec<u8>>) -> opentelemetry_otlp::tonic_types::transport::ClientTlsConfig {
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+    let tls = ClientTlsConfig::new().with_native_roots();
+    match pem {
+        Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+        None => tls,
+    }
+}
+
+/// Builds one signal's OTLP exporter from its resolved configuration. `$builder` is e.g.
+/// `opentelemetry_otlp::SpanExporter::builder()`.
+macro_rules! otlp_exporter {
+    ($builder:expr, $cfg:expr, $signal:expr, $rt:expr, $warnings:expr) => {{
+        let cfg: &OtlpConfig = $cfg;
+        let pem = read_certificate(cfg, $signal, $warnings);
+        match cfg.protocol {
+            #[cfg(feature = "grpc")]
+            Protocol::Grpc => {
+                use opentelemetry_otlp::WithTonicConfig as _;
+                let _entered = $rt.enter();
+                let mut b = $builder
+                    .with_tonic()
+                    .with_endpoint(cfg.endpoint.clone())
+                    .with_timeout(cfg.timeout)
+                    .with_metadata(tonic_metadata(cfg));
+                if cfg.gzip {
+                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+                }
+                if cfg.endpoint.starts_with("https://") {
+                    b = b.with_tls_config(tonic_tls(pem));
+                }
+                b.build().map_err(|e| build_error($signal, cfg, e))
+            }
+            #[cfg(not(feature = "grpc"))]
+            Protocol::Grpc => Err(build_error(
+                $signal,
+                cfg,
+                "gRPC needs the `grpc` feature of platform-telemetry",
+            )),
+            Protocol::HttpProtobuf => {
+                let client = http_client(cfg, $signal, pem)?;
+                let mut b = $builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_endpoint(cfg.endpoint.clone())
+                    .with_timeout(cfg.timeout)
+                    .with_http_client(client)
+                    .with_headers(cfg.headers.iter().cloned().collect());
+                if cfg.gzip {
+                    b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+                }
+                b.build().map_err(|e| build_error($signal, cfg, e))
+            }
+        }
+    }};
+}
+
+pub(crate) fn span_exporter(
+    cfg: &OtlpConfig,
+    rt: &ExportRuntime,
+    warnings: &mut Warnings,
+) -> Result<opentelemetry_otlp::SpanExporter, Error> {
+    otlp_exporter!(
+        opentelemetry_otlp::SpanExporter::builder(),
+        cfg,
+        Signal::Traces,
+        rt,
+        warnings
+    )
+}
+
+pub(crate) fn log_exporter(
+    cfg: &OtlpConfig,
+    rt: &ExportRuntime,
+    warnings: &mut Warnings,
+) -> Result<opentelemetry_otlp::LogExporter, Error> {
+    otlp_exporter!(
+        opentelemetry_otlp::LogExporter::builder(),
+        cfg,
+        Signal::Logs,
+        rt,
+        warnings
+    )
+}
+
+pub(crate) fn metric_exporter(
+    cfg: &OtlpConfig,
+    rt: &ExportRuntime,
+    warnings: &mut Warnings,
+) -> Result<opentelemetry_otlp::MetricExporter, Error> {
+    otlp_exporter!(
+        opentelemetry_otlp::MetricExporter::builder().with_temporality(Temporality::Cumulative),
+        cfg,
+        Signal::Metrics,
+        rt,
+        warnings
+    )
+}
+
+/// `OTEL_TRACES_EXPORTER=console`: one JSON line per finished span on stdout.
+#[derive(Debug, Default)]
+pub(crate) struct ConsoleSpanExporter;
+
+impl SpanExporter for ConsoleSpanExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let mut out = std::io::stdout().lock();
+        for span in batch {
+            let duration = span
+                .end_time
+                .duration_since(span.start_time)
+                .unwrap_or_default();
+            let attributes: serde_json::Map<String, serde_json::Value> = span
+                .attributes
+                .iter()
+                .map(|kv| (kv.key.to_string(), kv.value.to_string().into()))
+                .collect();
+            let line = serde_json::json!({
+                "otel.span": span.name,
+                "trace_id": span.span_context.trace_id().to_string(),
+                "span_id": span.span_context.span_id().to_string(),
+                "parent_span_id": span.parent_span_id.to_string(),
+                "kind": format!("{:?}", span.span_kind),
+                "duration_ms": duration.as_secs_f64() * 1000.0,
+                "status": format!("{:?}", span.status),
+                "attributes": attributes,
+            });
+            let _ = writeln!(out, "{line}");
+        }
+        Ok(())
+    }
+}
+
+/// `OTEL_METRICS_EXPORTER=console`: the Prometheus text exposition on stdout at every interval.
+#[derive(Debug, Default)]
+pub(crate) struct ConsoleMetricExporter;
+
+impl PushMetricExporter for ConsoleMetricExporter {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let mut text = String::new();
+        crate::metrics::exposition::encode(
+            metrics,
+            crate::metrics::exposition::ExpositionFormat::PrometheusText,
+            &crate::metrics::exposition::NoExemplars,
+            &mut text,
+        );
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}

@@ -1,0 +1,83 @@
+//! # platform-telemetry
+//!
+//! One call gives a Rust service traces, logs and metrics on OpenTelemetry:
+//!
+//! ```no_run
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let _telemetry = platform_telemetry::init()?; // reads OTEL_*; the guard flushes on drop
+//!     tracing::info!(order_id = 42, "service started"); // stdout JSON + OTLP log record
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - **Traces**: `tracing` spans become OTLP spans (batch export, sampler from
+//!   `OTEL_TRACES_SAMPLER`).
+//! - **Logs**: `tracing` events are written to stdout (JSON when stdout is not a terminal) and
+//!   exported as OTLP log records; inside a span both carry `trace_id` and `span_id`.
+//! - **Metrics**: instruments from [`Telemetry::meter`] are served in the Prometheus formats by
+//!   [`Telemetry::scrape_metrics`] and optionally pushed over OTLP.
+//! - **Propagation**: W3C trace context and baggage by default (`OTEL_PROPAGATORS`).
+//! - **Never hurts the service**: exports run off the application's runtime, queues are bounded
+//!   and every dropped item is counted ([`Telemetry::pipeline_stats`], and
+//!   `otel_sdk_processor_span_processed_total{error_type="queue_full"}` on `/metrics`), shutdown
+//!   is bounded, and a malformed `OTEL_*` value is a warning, never a failure.
+//!
+//! Configuration comes from the standard `OTEL_*` environment variables first and the
+//! [`Builder`] second; see the README for the full table.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+mod config;
+mod error;
+mod exporters;
+mod logs;
+mod metrics;
+mod pipeline;
+mod propagation;
+mod resource;
+mod telemetry;
+mod traces;
+
+pub use config::{ConfigWarning, LogFormat, Protocol};
+pub use error::Error;
+pub use pipeline::{PipelineStats, SignalStats};
+pub use telemetry::{
+    Builder, DEFAULT_SHUTDOWN_TIMEOUT, MetricsScrape, Telemetry, TelemetryGuard, global,
+};
+
+/// Builds telemetry from the environment and installs it globally. Equivalent to
+/// `builder().init()`.
+///
+/// Returns an error (never panics) if telemetry or another `tracing` subscriber is already
+/// installed. Keep the guard alive for the life of the program.
+pub fn init() -> Result<TelemetryGuard, Error> {
+    builder().init()
+}
+
+/// A [`Builder`] for code that must decide part of the configuration.
+///
+/// ```
+/// let builder = platform_telemetry::builder().service_name("orders");
+/// # drop(builder);
+/// ```
+pub fn builder() -> Builder {
+    Builder::default()
+}
+
+/// A [`Builder`] whose `service.name` and `service.version` default to the calling crate's
+/// `CARGO_PKG_NAME` and `CARGO_PKG_VERSION` (the environment still overrides them).
+///
+/// ```
+/// let builder = platform_telemetry::builder!();
+/// # drop(builder);
+/// ```
+#[macro_export]
+macro_rules! builder {
+    () => {
+        $crate::builder()
+            .service_name(env!("CARGO_PKG_NAME"))
+            .service_version(env!("CARGO_PKG_VERSION"))
+    };
+}

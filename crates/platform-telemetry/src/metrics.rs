@@ -1,0 +1,185 @@
+//! Metrics: a meter provider whose instruments are served in the Prometheus exposition formats
+//! (pulled by a scrape of `/metrics`), and optionally pushed over OTLP or printed to stdout.
+
+pub(crate) mod exposition;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{
+    InstrumentKind, ManualReader, PeriodicReader, Pipeline, SdkMeterProvider, Temporality,
+};
+
+use crate::Error;
+use crate::config::{Resolved, Warnings};
+use crate::exporters::{ConsoleMetricExporter, ExportRuntime, metric_exporter};
+use crate::pipeline::Counters;
+
+pub use exposition::ExpositionFormat;
+
+/// A pull reader shared between the meter provider and the `/metrics` handler.
+#[derive(Clone, Debug)]
+pub(crate) struct PrometheusReader(Arc<ManualReader>);
+
+impl PrometheusReader {
+    fn new() -> Self {
+        Self(Arc::new(
+            ManualReader::builder()
+                .with_temporality(Temporality::Cumulative)
+                .build(),
+        ))
+    }
+
+    /// Collects every instrument now and renders it.
+    pub(crate) fn render(
+        &self,
+        format: ExpositionFormat,
+        exemplars: &dyn exposition::ExemplarLookup,
+    ) -> String {
+        let mut rm = ResourceMetrics::default();
+        let mut out = String::new();
+        if self.0.collect(&mut rm).is_ok() {
+            exposition::encode(&rm, format, exemplars, &mut out);
+        } else if format == ExpositionFormat::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+impl MetricReader for PrometheusReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline);
+    }
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
+
+pub(crate) struct Metrics {
+    pub(crate) provider: SdkMeterProvider,
+    pub(crate) prometheus: Option<PrometheusReader>,
+}
+
+pub(crate) fn provider(
+    cfg: &Resolved,
+    resource: Resource,
+    rt: &ExportRuntime,
+    warnings: &mut Warnings,
+) -> Result<Metrics, Error> {
+    let mut builder = SdkMeterProvider::builder().with_resource(resource);
+    let mut prometheus = None;
+    if cfg.metrics_exporters.prometheus {
+        let reader = PrometheusReader::new();
+        builder = builder.with_reader(reader.clone());
+        prometheus = Some(reader);
+    }
+    if cfg.metrics_exporters.otlp {
+        let mut otlp = cfg.metrics_otlp.clone();
+        otlp.timeout = otlp.timeout.min(cfg.metric_export_timeout);
+        let exporter = metric_exporter(&otlp, rt, warnings)?;
+        builder = builder.with_reader(
+            PeriodicReader::builder(exporter)
+                .with_interval(cfg.metric_export_interval)
+                .build(),
+        );
+    }
+    if cfg.metrics_exporters.console {
+        builder = builder.with_reader(
+            PeriodicReader::builder(ConsoleMetricExporter)
+                .with_interval(cfg.metric_export_interval)
+                .build(),
+        );
+    }
+    Ok(Metrics {
+        provider: builder.build(),
+        prometheus,
+    })
+}
+
+/// Registers the pipeline's own health as the semantic conventions' SDK metrics, so a full
+/// queue or a refusing endpoint is visible on `/metrics` (`otel_sdk_processor_span_processed_total{error_type="queue_full"}`
+/// and friends).
+pub(crate) fn register_pipeline_metrics(meter: &Meter, spans: &Arc<Counters>, logs: &Arc<Counters>) {
+    for (signal, unit, processor_type, counters) in [
+        ("span", "{span}", "batching_span_processor", spans.clone()),
+        (
+            "log",
+            "{log_record}",
+            "batching_log_processor",
+            logs.clone(),
+        ),
+    ] {
+        let component = KeyValue::new("otel.component.type", processor_type);
+        let c = counters.clone();
+        let attrs = component.clone();
+        let _processed = meter
+            .u64_observable_counter(format!("otel.sdk.processor.{signal}.processed"))
+            .with_unit(unit)
+            .with_description(
+                "Items whose processing finished; error.type=queue_full counts items dropped \
+                 because the export queue was full",
+            )
+            .with_callback(move |observer| {
+                let s = c.snapshot();
+                observer.observe(s.exported + s.failed, std::slice::from_ref(&attrs));
+                observer.observe(
+                    s.dropped,
+                    &[attrs.clone(), KeyValue::new("error.type", "queue_full")],
+                );
+            })
+            .build();
+        let c = counters.clone();
+        let attrs = component.clone();
+        let _queue = meter
+            .i64_observable_up_down_counter(format!("otel.sdk.processor.{signal}.queue.size"))
+            .with_unit(unit)
+            .with_description("Items waiting in the export queue or being exported")
+            .with_callback(move |observer| {
+                let size = i64::try_from(c.snapshot().queued).unwrap_or(i64::MAX);
+                observer.observe(size, std::slice::from_ref(&attrs));
+            })
+            .build();
+        let c = counters.clone();
+        let attrs = component.clone();
+        let _capacity = meter
+            .i64_observable_up_down_counter(format!("otel.sdk.processor.{signal}.queue.capacity"))
+            .with_unit(unit)
+            .with_description("The export queue's bound")
+            .with_callback(move |observer| {
+                let capacity = i64::try_from(c.snapshot().capacity).unwrap_or(i64::MAX);
+                observer.observe(capacity, std::slice::from_ref(&attrs));
+            })
+            .build();
+        let c = counters;
+        let exporter = KeyValue::new("otel.component.type", format!("otlp_{signal}_exporter"));
+        let _exported = meter
+            .u64_observable_counter(format!("otel.sdk.exporter.{signal}.exported"))
+            .with_unit(unit)
+            .with_description("Items the exporter sent; error.type=export_failed counts items in failed exports")
+            .with_callback(move |observer| {
+                let s = c.snapshot();
+                observer.observe(s.exported, std::slice::from_ref(&exporter));
+                observer.observe(
+                    s.failed,
+                    &[exporter.clone(), KeyValue::new("error.type", "export_failed")],
+                );
+            })
+            .build();
+    }
+}

@@ -1,0 +1,79 @@
+//! Traces: the tracer provider, its sampler, and the gated batch pipeline.
+
+use std::sync::Arc;
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter,
+};
+
+use crate::Error;
+use crate::config::{BatchSettings, Resolved, SamplerConfig, Warnings};
+use crate::exporters::{ConsoleSpanExporter, ExportRuntime, span_exporter};
+use crate::pipeline::{CountingExporter, Counters, GatedSpanProcessor};
+
+pub(crate) fn sampler(config: SamplerConfig) -> Sampler {
+    match config {
+        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
+        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
+        SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerConfig::ParentBasedTraceIdRatio(r) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+        }
+    }
+}
+
+fn gated_batch<E: SpanExporter + 'static>(
+    exporter: E,
+    batch: BatchSettings,
+    counters: &Arc<Counters>,
+) -> GatedSpanProcessor<BatchSpanProcessor> {
+    let config = BatchConfigBuilder::default()
+        .with_max_queue_size(batch.max_queue_size)
+        .with_max_export_batch_size(batch.max_export_batch_size)
+        .with_scheduled_delay(batch.schedule_delay)
+        .build();
+    let processor = BatchSpanProcessor::builder(CountingExporter {
+        inner: exporter,
+        counters: counters.clone(),
+    })
+    .with_batch_config(config)
+    .build();
+    GatedSpanProcessor {
+        inner: processor,
+        counters: counters.clone(),
+    }
+}
+
+/// The tracer provider always exists while the SDK is enabled, even with no exporter: spans
+/// still give logs their trace ids and carry context to the next hop.
+pub(crate) fn provider(
+    cfg: &Resolved,
+    resource: Resource,
+    rt: &ExportRuntime,
+    counters: &Arc<Counters>,
+    warnings: &mut Warnings,
+) -> Result<SdkTracerProvider, Error> {
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(sampler(cfg.sampler))
+        .with_resource(resource);
+    if cfg.traces_exporters.otlp {
+        let mut otlp = cfg.traces_otlp.clone();
+        // OTEL_BSP_EXPORT_TIMEOUT bounds each export, as does OTEL_EXPORTER_OTLP_TIMEOUT.
+        otlp.timeout = otlp.timeout.min(cfg.bsp.export_timeout);
+        let exporter = span_exporter(&otlp, rt, warnings)?;
+        builder = builder.with_span_processor(gated_batch(exporter, cfg.bsp, counters));
+    }
+    if cfg.traces_exporters.console {
+        // The console exporter has its own queue; its counts are not the OTLP pipeline's.
+        let console_counters = Counters::with_capacity(cfg.bsp.max_queue_size);
+        builder = builder.with_span_processor(gated_batch(
+            ConsoleSpanExporter,
+            cfg.bsp,
+            &console_counters,
+        ));
+    }
+    Ok(builder.build())
+}
