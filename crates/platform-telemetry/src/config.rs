@@ -281,7 +281,11 @@ pub(crate) fn resolve(env: &Env, code: &CodeDefaults, warnings: &mut Warnings) -
             }
         },
     };
-    let default_filter = code.log_filter.clone().unwrap_or_else(|| "info".into());
+    // The SDK's own chatter (e.g. "Global tracer provider is set") stays below the default.
+    let default_filter = code
+        .log_filter
+        .clone()
+        .unwrap_or_else(|| "info,opentelemetry=warn,opentelemetry_sdk=warn".into());
     let log_filter = match env.value("RUST_LOG") {
         None => default_filter,
         Some(v) => match tracing_subscriber::EnvFilter::builder().parse(&v) {
@@ -822,7 +826,7 @@ mod tests {
             r.propagators,
             vec![PropagatorKind::TraceContext, PropagatorKind::Baggage]
         );
-        assert_eq!(r.log_filter, "info");
+        assert_eq!(r.log_filter, "info,opentelemetry=warn,opentelemetry_sdk=warn");
         assert_eq!(r.log_format, LogFormat::Json);
     }
 
