@@ -53,7 +53,13 @@ async fn on_one_cpu_the_guard_flushes_over_grpc() {
     )
     .await;
     run.assert_success();
-    assert!(receiver.snapshot().spans.iter().any(|s| s.name() == "charge"));
+    assert!(
+        receiver
+            .snapshot()
+            .spans
+            .iter()
+            .any(|s| s.name() == "charge")
+    );
 }
 
 #[tokio::test]
@@ -69,8 +75,15 @@ async fn shutdown_with_the_endpoint_gone_returns_within_the_bound() {
         .await;
         run.assert_success();
         let shutdown_ms = run.result()["shutdown_ms"].as_f64().unwrap_or(f64::MAX);
-        assert!(shutdown_ms < 5_500.0, "{protocol}: shutdown took {shutdown_ms} ms");
-        assert!(run.elapsed < BOUND, "{protocol}: the process took {:?}", run.elapsed);
+        assert!(
+            shutdown_ms < 5_500.0,
+            "{protocol}: shutdown took {shutdown_ms} ms"
+        );
+        assert!(
+            run.elapsed < BOUND,
+            "{protocol}: the process took {:?}",
+            run.elapsed
+        );
     }
 }
 
@@ -107,7 +120,10 @@ async fn a_flood_of_spans_with_no_endpoint_stays_fast_bounded_and_counted() {
     // The queue (2048 by default) bounds what is held; everything else is dropped and counted.
     assert_eq!(num("capacity"), 2048.0);
     assert!(num("queued") <= 2048.0, "{r}");
-    assert!(num("dropped") >= 100_000.0 - 2048.0 - 512.0, "drops are counted: {r}");
+    assert!(
+        num("dropped") >= 100_000.0 - 2048.0 - 512.0,
+        "drops are counted: {r}"
+    );
     // Memory: 100k spans held would take far more than this (each SpanData is ~0.5 KiB).
     assert!(num("rss_growth_kib") < 32.0 * 1024.0, "{r}");
     // The emit loop never waits for the endpoint (debug build: generous bound).

@@ -61,8 +61,19 @@ const PB_GZIP: Headers = &[("content-type", PROTOBUF), ("content-encoding", "gzi
 const JSON: Headers = &[("content-type", "application/json")];
 
 /// POSTs `body` with `headers` to `path` on the receiver's HTTP endpoint.
+/// The workspace's reqwest has rustls without a built-in provider (platform-telemetry brings
+/// ring): install it before building a client.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::new()
+}
+
 async fn send(rx: &OtlpReceiver, path: &str, headers: Headers, body: Vec<u8>) -> reqwest::Response {
-    let mut request = reqwest::Client::new().post(format!("{}{path}", rx.http_endpoint()));
+    let mut request = client().post(format!("{}{path}", rx.http_endpoint()));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -209,6 +220,7 @@ async fn hang_makes_clients_time_out() {
         grpc_result.is_err(),
         "gRPC export should hang: {grpc_result:?}"
     );
+    install_crypto_provider();
     let client = reqwest::Client::builder().timeout(limit).build().unwrap();
     let url = format!("{}/v1/traces", rx.http_endpoint());
     let body = traces("hung").encode_to_vec();

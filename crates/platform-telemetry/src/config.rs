@@ -389,7 +389,10 @@ fn parse_batch(
         warnings.push(
             &name,
             &max_export_batch_size.to_string(),
-            format!("must not exceed {} ({max_queue_size})", var("MAX_QUEUE_SIZE")),
+            format!(
+                "must not exceed {} ({max_queue_size})",
+                var("MAX_QUEUE_SIZE")
+            ),
             max_queue_size.to_string(),
         );
         max_export_batch_size = max_queue_size;
@@ -486,18 +489,14 @@ fn parse_propagators(env: &Env, warnings: &mut Warnings) -> Vec<PropagatorKind> 
                 None
             }
         };
-        if let Some(kind) = kind {
-            if !chosen.contains(&kind) {
-                chosen.push(kind);
-            }
+        if let Some(kind) = kind
+            && !chosen.contains(&kind)
+        {
+            chosen.push(kind);
         }
     }
     if !rejected.is_empty() {
-        let using_list = if chosen.is_empty() {
-            &default
-        } else {
-            &chosen
-        };
+        let using_list = if chosen.is_empty() { &default } else { &chosen };
         let using = using_list
             .iter()
             .map(|k| format!("{k:?}").to_lowercase())
@@ -603,12 +602,7 @@ fn parse_protocol(env: &Env, code: &CodeDefaults, signal: Signal, w: &mut Warnin
                 Protocol::HttpProtobuf
             }
             _ => {
-                w.push(
-                    name,
-                    &v,
-                    "expected grpc or http/protobuf",
-                    default.as_str(),
-                );
+                w.push(name, &v, "expected grpc or http/protobuf", default.as_str());
                 default
             }
         };
@@ -626,10 +620,11 @@ fn check_url(v: &str) -> Result<(), &'static str> {
     if authority.is_empty() || authority.starts_with(':') {
         return Err("the URL has no host");
     }
-    if let Some((_, port)) = authority.rsplit_once(':') {
-        if !authority.ends_with(']') && port.parse::<u16>().is_err() {
-            return Err("the URL's port is not a number from 0 to 65535");
-        }
+    if let Some((_, port)) = authority.rsplit_once(':')
+        && !authority.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err("the URL's port is not a number from 0 to 65535");
     }
     if v.contains(char::is_whitespace) {
         return Err("the URL contains white space");
@@ -682,10 +677,10 @@ fn parse_otlp(env: &Env, code: &CodeDefaults, signal: Signal, w: &mut Warnings) 
         },
         (None, None) => default_endpoint,
     };
-    if let Some(e) = code.otlp_endpoint.as_deref() {
-        if let Err(problem) = check_url(e) {
-            w.push("Builder::otlp_endpoint", e, problem, endpoint.clone());
-        }
+    if let Some(e) = code.otlp_endpoint.as_deref()
+        && let Err(problem) = check_url(e)
+    {
+        w.push("Builder::otlp_endpoint", e, problem, endpoint.clone());
     }
 
     let headers_var = format!("OTEL_EXPORTER_OTLP_{up}_HEADERS");
@@ -772,7 +767,10 @@ pub(crate) fn parse_key_values(name: &str, v: &str, w: &mut Warnings) -> Vec<(St
             v.to_string()
         };
         let bad = if secret {
-            vec![format!("{} malformed entr(y/ies), not shown because they may hold secrets", bad.len())]
+            vec![format!(
+                "{} malformed entr(y/ies), not shown because they may hold secrets",
+                bad.len()
+            )]
         } else {
             bad
         };
@@ -826,7 +824,10 @@ mod tests {
             r.propagators,
             vec![PropagatorKind::TraceContext, PropagatorKind::Baggage]
         );
-        assert_eq!(r.log_filter, "info,opentelemetry=warn,opentelemetry_sdk=warn");
+        assert_eq!(
+            r.log_filter,
+            "info,opentelemetry=warn,opentelemetry_sdk=warn"
+        );
         assert_eq!(r.log_format, LogFormat::Json);
     }
 
@@ -834,7 +835,10 @@ mod tests {
     fn per_signal_endpoint_wins_and_is_used_as_is() {
         let (r, w) = resolve_with(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
-            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://loki:3100/otlp/v1/logs"),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "http://loki:3100/otlp/v1/logs",
+            ),
         ]);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(r.traces_otlp.endpoint, "http://collector:4318/v1/traces");
@@ -920,7 +924,11 @@ mod tests {
                 ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
                 ("OTEL_TRACES_SAMPLER_ARG", bad),
             ]);
-            assert_eq!(r.sampler, SamplerConfig::ParentBasedTraceIdRatio(1.0), "{bad}");
+            assert_eq!(
+                r.sampler,
+                SamplerConfig::ParentBasedTraceIdRatio(1.0),
+                "{bad}"
+            );
             assert_eq!(w.len(), 1, "{bad}: {w:?}");
             assert_eq!(w[0].variable, "OTEL_TRACES_SAMPLER_ARG");
         }

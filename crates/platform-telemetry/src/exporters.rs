@@ -39,6 +39,7 @@ impl ExportRuntime {
         Self(None)
     }
 
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     fn enter(&self) -> Option<tokio::runtime::EnterGuard<'_>> {
         self.0.as_ref().map(|rt| rt.enter())
     }
@@ -71,7 +72,10 @@ fn read_certificate(cfg: &OtlpConfig, signal: Signal, warnings: &mut Warnings) -
             warnings.push(
                 variable,
                 &path.display().to_string(),
-                format!("the file holds no PEM certificate ({} exporter)", signal.as_str()),
+                format!(
+                    "the file holds no PEM certificate ({} exporter)",
+                    signal.as_str()
+                ),
                 "the platform's trusted roots only",
             );
             None
@@ -190,6 +194,7 @@ macro_rules! otlp_exporter {
                 "gRPC needs the `grpc` feature of platform-telemetry",
             )),
             Protocol::HttpProtobuf => {
+                let _ = $rt; // gRPC only
                 let client = http_client(cfg, $signal, pem)?;
                 let mut b = $builder
                     .with_http()

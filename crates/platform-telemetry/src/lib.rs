@@ -38,6 +38,8 @@ mod pipeline;
 mod propagation;
 mod resource;
 mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod traces;
 
 pub use config::{ConfigWarning, LogFormat, Protocol};

@@ -18,7 +18,8 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::Error;
 use crate::config::{Resolved, Warnings};
 use crate::exporters::{ExportRuntime, log_exporter};
-use crate::pipeline::{CountingExporter, Counters, GatedLogProcessor};
+use crate::pipeline::{Counters, CountingExporter, GatedLogProcessor};
+use crate::telemetry::CaptureSinks;
 
 /// Event targets that belong to the export machinery itself. Their events are written to stdout
 /// but never exported over OTLP or recorded on spans: exporting the exporter's own complaints
@@ -37,7 +38,10 @@ const EXPORT_MACHINERY: &[&str] = &[
 pub(crate) fn is_export_machinery(target: &str) -> bool {
     EXPORT_MACHINERY.iter().any(|prefix| {
         target.starts_with(prefix)
-            && matches!(target.as_bytes().get(prefix.len()), None | Some(b':' | b'_'))
+            && matches!(
+                target.as_bytes().get(prefix.len()),
+                None | Some(b':' | b'_')
+            )
     })
 }
 
@@ -46,34 +50,40 @@ pub(crate) fn provider(
     resource: Resource,
     rt: &ExportRuntime,
     counters: &Arc<Counters>,
+    capture: Option<&CaptureSinks>,
     warnings: &mut Warnings,
 ) -> Result<Option<SdkLoggerProvider>, Error> {
-    if !cfg.logs_exporters.otlp {
-        return Ok(None);
-    }
-    let mut otlp = cfg.logs_otlp.clone();
-    otlp.timeout = otlp.timeout.min(cfg.blrp.export_timeout);
-    let exporter = log_exporter(&otlp, rt, warnings)?;
-    let batch = BatchConfigBuilder::default()
-        .with_max_queue_size(cfg.blrp.max_queue_size)
-        .with_max_export_batch_size(cfg.blrp.max_export_batch_size)
-        .with_scheduled_delay(cfg.blrp.schedule_delay)
+    let mut builder = SdkLoggerProvider::builder().with_resource(resource);
+    let mut any = false;
+    if cfg.logs_exporters.otlp {
+        let mut otlp = cfg.logs_otlp.clone();
+        otlp.timeout = otlp.timeout.min(cfg.blrp.export_timeout);
+        let exporter = log_exporter(&otlp, rt, warnings)?;
+        let batch = BatchConfigBuilder::default()
+            .with_max_queue_size(cfg.blrp.max_queue_size)
+            .with_max_export_batch_size(cfg.blrp.max_export_batch_size)
+            .with_scheduled_delay(cfg.blrp.schedule_delay)
+            .build();
+        let processor = BatchLogProcessor::builder(CountingExporter {
+            inner: exporter,
+            counters: counters.clone(),
+        })
+        .with_batch_config(batch)
         .build();
-    let processor = BatchLogProcessor::builder(CountingExporter {
-        inner: exporter,
-        counters: counters.clone(),
-    })
-    .with_batch_config(batch)
-    .build();
-    Ok(Some(
-        SdkLoggerProvider::builder()
-            .with_resource(resource)
-            .with_log_processor(GatedLogProcessor {
-                inner: processor,
-                counters: counters.clone(),
-            })
-            .build(),
-    ))
+        builder = builder.with_log_processor(GatedLogProcessor {
+            inner: processor,
+            counters: counters.clone(),
+        });
+        any = true;
+    }
+    #[cfg(feature = "testing")]
+    if let Some(sinks) = capture {
+        builder = builder.with_simple_exporter(sinks.logs.clone());
+        any = true;
+    }
+    #[cfg(not(feature = "testing"))]
+    let _ = capture;
+    Ok(any.then(|| builder.build()))
 }
 
 /// The trace and span id of the active OpenTelemetry span, as lowercase hex.

@@ -115,7 +115,11 @@ pub(crate) fn provider(
 /// Registers the pipeline's own health as the semantic conventions' SDK metrics, so a full
 /// queue or a refusing endpoint is visible on `/metrics` (`otel_sdk_processor_span_processed_total{error_type="queue_full"}`
 /// and friends).
-pub(crate) fn register_pipeline_metrics(meter: &Meter, spans: &Arc<Counters>, logs: &Arc<Counters>) {
+pub(crate) fn register_pipeline_metrics(
+    meter: &Meter,
+    spans: &Arc<Counters>,
+    logs: &Arc<Counters>,
+) {
     for (signal, unit, processor_type, counters) in [
         ("span", "{span}", "batching_span_processor", spans.clone()),
         (
@@ -171,13 +175,18 @@ pub(crate) fn register_pipeline_metrics(meter: &Meter, spans: &Arc<Counters>, lo
         let _exported = meter
             .u64_observable_counter(format!("otel.sdk.exporter.{signal}.exported"))
             .with_unit(unit)
-            .with_description("Items the exporter sent; error.type=export_failed counts items in failed exports")
+            .with_description(
+                "Items the exporter sent; error.type=export_failed counts items in failed exports",
+            )
             .with_callback(move |observer| {
                 let s = c.snapshot();
                 observer.observe(s.exported, std::slice::from_ref(&exporter));
                 observer.observe(
                     s.failed,
-                    &[exporter.clone(), KeyValue::new("error.type", "export_failed")],
+                    &[
+                        exporter.clone(),
+                        KeyValue::new("error.type", "export_failed"),
+                    ],
                 );
             })
             .build();

@@ -6,6 +6,9 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use crate::config::PropagatorKind;
 
+// opentelemetry-zipkin marks its whole crate deprecated (the Zipkin exporter); its B3
+// propagator is the maintained one in the 0.33 family.
+#[cfg_attr(feature = "b3", allow(deprecated))]
 pub(crate) fn composite(kinds: &[PropagatorKind]) -> TextMapCompositePropagator {
     let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = kinds
         .iter()
@@ -14,13 +17,17 @@ pub(crate) fn composite(kinds: &[PropagatorKind]) -> TextMapCompositePropagator 
                 PropagatorKind::TraceContext => Box::new(TraceContextPropagator::new()),
                 PropagatorKind::Baggage => Box::new(BaggagePropagator::new()),
                 #[cfg(feature = "b3")]
-                PropagatorKind::B3Single => Box::new(opentelemetry_zipkin::Propagator::with_encoding(
-                    opentelemetry_zipkin::B3Encoding::SingleHeader,
-                )),
+                PropagatorKind::B3Single => {
+                    Box::new(opentelemetry_zipkin::Propagator::with_encoding(
+                        opentelemetry_zipkin::B3Encoding::SingleHeader,
+                    ))
+                }
                 #[cfg(feature = "b3")]
-                PropagatorKind::B3Multi => Box::new(opentelemetry_zipkin::Propagator::with_encoding(
-                    opentelemetry_zipkin::B3Encoding::MultipleHeader,
-                )),
+                PropagatorKind::B3Multi => {
+                    Box::new(opentelemetry_zipkin::Propagator::with_encoding(
+                        opentelemetry_zipkin::B3Encoding::MultipleHeader,
+                    ))
+                }
             }
         })
         .collect();

@@ -96,7 +96,9 @@ pub(crate) fn build(env: &Env, code: &ResourceDefaults, warnings: &mut Warnings)
                 .filter(|(k, _)| k != "service.name")
                 .map(|(k, v)| KeyValue::new(k, v)),
         )
-        .with_detector(Box::new(opentelemetry_sdk::resource::TelemetryResourceDetector))
+        .with_detector(Box::new(
+            opentelemetry_sdk::resource::TelemetryResourceDetector,
+        ))
         .build()
 }
 
@@ -173,12 +175,11 @@ pub(crate) fn container_id_from(cgroup: &str, mountinfo: &str) -> Option<String>
     }
     for line in mountinfo.lines() {
         // e.g. ".../docker/containers/<id>/hostname /etc/hostname ..."
-        if let Some(root) = line.split_whitespace().nth(3) {
-            if root.contains("/containers/") {
-                if let Some(id) = root.split('/').find(|p| is_id(p)) {
-                    return Some(id.to_string());
-                }
-            }
+        if let Some(root) = line.split_whitespace().nth(3)
+            && root.contains("/containers/")
+            && let Some(id) = root.split('/').find(|p| is_id(p))
+        {
+            return Some(id.to_string());
         }
     }
     None
@@ -212,7 +213,10 @@ mod tests {
         };
         let mut w = Warnings::default();
         let r = build(&env, &code, &mut w);
-        assert_eq!(attr(&r, "service.name").as_deref(), Some("from-service-name"));
+        assert_eq!(
+            attr(&r, "service.name").as_deref(),
+            Some("from-service-name")
+        );
         assert_eq!(attr(&r, "service.version").as_deref(), Some("1.2.3"));
         assert_eq!(
             attr(&r, "deployment.environment.name").as_deref(),
@@ -239,7 +243,10 @@ mod tests {
         let v2 = format!(
             "652 630 254:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw - ext4 /dev/vda1 rw\n"
         );
-        assert_eq!(container_id_from("0::/\n", &v2).as_deref(), Some(id.as_str()));
+        assert_eq!(
+            container_id_from("0::/\n", &v2).as_deref(),
+            Some(id.as_str())
+        );
         assert_eq!(container_id_from("0::/\n", ""), None);
     }
 }

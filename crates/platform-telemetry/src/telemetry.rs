@@ -30,6 +30,14 @@ use crate::{Error, logs, metrics, propagation, resource, traces};
 /// The default bound on [`Telemetry::shutdown`] (and so on dropping the guard).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// In-memory exporters added by the `testing` feature's capture.
+#[cfg(feature = "testing")]
+pub(crate) type CaptureSinks = crate::testing::Sinks;
+/// Without the `testing` feature nothing can be captured.
+#[cfg(not(feature = "testing"))]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CaptureSinks;
+
 /// Configures a telemetry instance. Get one from [`builder()`](crate::builder()) or, to default
 /// `service.name` and `service.version` to the calling crate's, from
 /// [`builder!()`](crate::builder!).
@@ -55,6 +63,7 @@ pub struct Builder {
     env: Option<Env>,
     shutdown_timeout: Duration,
     writer: Option<BoxMakeWriter>,
+    capture: Option<CaptureSinks>,
 }
 
 impl fmt::Debug for Builder {
@@ -77,6 +86,7 @@ impl Default for Builder {
             env: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             writer: None,
+            capture: None,
         }
     }
 }
@@ -164,6 +174,13 @@ impl Builder {
         W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
     {
         self.writer = Some(BoxMakeWriter::new(writer));
+        self
+    }
+
+    /// Also records spans and log records in these in-memory exporters (feature `testing`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn capture_into(mut self, sinks: CaptureSinks) -> Self {
+        self.capture = Some(sinks);
         self
     }
 
@@ -363,7 +380,10 @@ fn shutdown_providers(inner: &Inner, what: &'static str) -> Result<(), Error> {
         tasks.push(("logs", Box::new(move || p.shutdown_with_timeout(timeout))));
     }
     let p = inner.meter_provider.clone();
-    tasks.push(("metrics", Box::new(move || p.shutdown_with_timeout(timeout))));
+    tasks.push((
+        "metrics",
+        Box::new(move || p.shutdown_with_timeout(timeout)),
+    ));
     run_bounded(what, timeout, tasks)
 }
 
@@ -422,7 +442,12 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         env,
         shutdown_timeout,
         writer,
+        capture,
     } = builder;
+    // reqwest is built without a bundled crypto provider; make ring the process default so that
+    // every reqwest client in the process (ours and the application's) can do TLS. An
+    // application that installed another provider first keeps it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let env = env.unwrap_or_else(Env::from_process);
     code.stdout_is_terminal = writer.is_none() && std::io::stdout().is_terminal();
     let mut warnings = Warnings::default();
@@ -464,10 +489,17 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
             resource.clone(),
             rt,
             &span_counters,
+            capture.as_ref(),
             &mut warnings,
         )?;
-        let logger_provider =
-            logs::provider(&cfg, resource.clone(), rt, &log_counters, &mut warnings)?;
+        let logger_provider = logs::provider(
+            &cfg,
+            resource.clone(),
+            rt,
+            &log_counters,
+            capture.as_ref(),
+            &mut warnings,
+        )?;
         let meters = metrics::provider(&cfg, resource.clone(), rt, &mut warnings)?;
         metrics::register_pipeline_metrics(
             &meters.provider.meter("platform-telemetry"),
@@ -546,9 +578,8 @@ fn subscriber(
             ))
             .boxed(),
     });
-    let not_machinery = tracing_subscriber::filter::filter_fn(|meta| {
-        !logs::is_export_machinery(meta.target())
-    });
+    let not_machinery =
+        tracing_subscriber::filter::filter_fn(|meta| !logs::is_export_machinery(meta.target()));
     if let Some(provider) = tracer_provider {
         let tracer = provider.tracer("platform-telemetry");
         layers.push(
@@ -578,7 +609,9 @@ pub fn global() -> Option<Telemetry> {
 }
 
 fn install_global(builder: Builder) -> Result<TelemetryGuard, Error> {
-    let _installing = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _installing = INSTALL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if GLOBAL.get().is_some() {
         return Err(Error::AlreadyInitialized);
     }
@@ -637,7 +670,9 @@ pub struct TelemetryGuard {
 
 impl fmt::Debug for TelemetryGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TelemetryGuard").field(&self.telemetry).finish()
+        f.debug_tuple("TelemetryGuard")
+            .field(&self.telemetry)
+            .finish()
     }
 }
 

@@ -10,7 +10,8 @@ use opentelemetry_sdk::trace::{
 use crate::Error;
 use crate::config::{BatchSettings, Resolved, SamplerConfig, Warnings};
 use crate::exporters::{ConsoleSpanExporter, ExportRuntime, span_exporter};
-use crate::pipeline::{CountingExporter, Counters, GatedSpanProcessor};
+use crate::pipeline::{Counters, CountingExporter, GatedSpanProcessor};
+use crate::telemetry::CaptureSinks;
 
 pub(crate) fn sampler(config: SamplerConfig) -> Sampler {
     match config {
@@ -54,6 +55,7 @@ pub(crate) fn provider(
     resource: Resource,
     rt: &ExportRuntime,
     counters: &Arc<Counters>,
+    capture: Option<&CaptureSinks>,
     warnings: &mut Warnings,
 ) -> Result<SdkTracerProvider, Error> {
     let mut builder = SdkTracerProvider::builder()
@@ -75,5 +77,11 @@ pub(crate) fn provider(
             &console_counters,
         ));
     }
+    #[cfg(feature = "testing")]
+    if let Some(sinks) = capture {
+        builder = builder.with_simple_exporter(sinks.spans.clone());
+    }
+    #[cfg(not(feature = "testing"))]
+    let _ = capture;
     Ok(builder.build())
 }

@@ -104,7 +104,10 @@ fn main() -> anyhow::Result<()> {
             let after = telemetry.pipeline_stats().spans;
             let queue_full_line = scrape
                 .lines()
-                .find(|l| l.starts_with("otel_sdk_processor_span_processed_total") && l.contains("queue_full"))
+                .find(|l| {
+                    l.starts_with("otel_sdk_processor_span_processed_total")
+                        && l.contains("queue_full")
+                })
                 .unwrap_or("")
                 .to_string();
             report(json!({
