@@ -17,6 +17,7 @@ fi
 
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+cargo test -p platform-telemetry --all-features --locked
 # HTTP-only build: the library must build and work without tonic.
 cargo test -p platform-telemetry --no-default-features --lib --locked
 if cargo tree -p platform-telemetry --no-default-features -e normal --locked | grep -q ' tonic '; then

@@ -100,8 +100,9 @@ async fn shutdown_with_a_hanging_endpoint_honors_the_export_timeout() {
     )
     .await;
     run.assert_success();
+    // The export gives up after 300 ms, so shutdown ends well before its own 5 s bound.
     let shutdown_ms = run.result()["shutdown_ms"].as_f64().unwrap_or(f64::MAX);
-    assert!(shutdown_ms < 5_500.0, "shutdown took {shutdown_ms} ms");
+    assert!(shutdown_ms < 2_500.0, "shutdown took {shutdown_ms} ms");
 }
 
 #[tokio::test]

@@ -530,13 +530,19 @@ async fn a_refusing_endpoint_is_counted_as_failed_exports() {
     });
     let run = scenario(
         &["flood", "10"],
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint())],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ],
     )
     .await;
     run.assert_success();
     let result = run.result();
-    assert_eq!(result["dropped"], 0, "{result}");
-    assert_eq!(result["failed_after_shutdown"], 10, "{result}");
+    // A queue of 4 that is not drained before shutdown (60 s delay): 4 held, 6 turned away.
+    assert_eq!(result["capacity"], 4, "{result}");
+    assert_eq!(result["dropped"], 6, "{result}");
+    assert_eq!(result["failed_after_shutdown"], 4, "{result}");
     assert_eq!(result["exported_after_shutdown"], 0, "{result}");
     assert!(receiver.snapshot().spans.is_empty());
 }
