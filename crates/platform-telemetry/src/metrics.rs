@@ -28,7 +28,7 @@ pub use exposition::ExpositionFormat;
 pub(crate) struct PrometheusReader(Arc<ManualReader>);
 
 impl PrometheusReader {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(Arc::new(
             ManualReader::builder()
                 .with_temporality(Temporality::Cumulative)

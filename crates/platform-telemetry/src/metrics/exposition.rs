@@ -631,37 +631,12 @@ mod tests {
     use opentelemetry::InstrumentationScope;
     use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry_sdk::Resource;
-    use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::metrics::reader::MetricReader;
-    use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, SdkMeterProvider};
-    use std::sync::{Arc, Weak};
-    use std::time::Duration;
-
-    /// A `ManualReader` both the provider (`with_reader` takes it by value) and the test hold.
-    #[derive(Debug, Clone)]
-    struct SharedReader(Arc<ManualReader>);
-
-    impl MetricReader for SharedReader {
-        fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
-            self.0.register_pipeline(pipeline);
-        }
-        fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
-            self.0.collect(rm)
-        }
-        fn force_flush(&self) -> OTelSdkResult {
-            self.0.force_flush()
-        }
-        fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-            self.0.shutdown_with_timeout(timeout)
-        }
-        fn temporality(&self, kind: InstrumentKind) -> Temporality {
-            self.0.temporality(kind)
-        }
-    }
+    use opentelemetry_sdk::metrics::SdkMeterProvider;
+    use opentelemetry_sdk::metrics::reader::MetricReader as _;
 
     /// Records with `record` on a fresh provider and collects once.
     fn collect(resource: &[KeyValue], record: impl FnOnce(&SdkMeterProvider)) -> ResourceMetrics {
-        let reader = SharedReader(Arc::new(ManualReader::builder().build()));
+        let reader = crate::metrics::PrometheusReader::new();
         let resource = Resource::builder_empty()
             .with_attributes(resource.to_vec())
             .build();
