@@ -547,3 +547,56 @@ async fn a_refusing_endpoint_is_counted_as_failed_exports() {
     assert_eq!(result["exported_after_shutdown"], 0, "{result}");
     assert!(receiver.snapshot().spans.is_empty());
 }
+
+#[tokio::test]
+async fn the_exporters_own_logs_never_feed_back_into_the_pipeline() {
+    // Partial success makes the exporter complain; RUST_LOG=trace makes hyper, h2 and tonic talk.
+    for (protocol, grpc) in [("http/protobuf", false), ("grpc", true)] {
+        let receiver = OtlpReceiver::start().await.unwrap();
+        receiver.set_behavior(Behavior::PartialSuccess {
+            rejected: 1,
+            message: "one item refused".into(),
+        });
+        let endpoint = if grpc {
+            receiver.grpc_endpoint()
+        } else {
+            receiver.http_endpoint()
+        };
+        let run = scenario(
+            &["checkout"],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("RUST_LOG", "trace"),
+            ],
+        )
+        .await;
+        run.assert_success();
+        let machinery_on_stdout = run
+            .json_logs()
+            .iter()
+            .filter(|l| {
+                let target = l["target"].as_str().unwrap_or("");
+                ["opentelemetry", "hyper", "h2", "tonic", "reqwest"]
+                    .iter()
+                    .any(|m| target.starts_with(m))
+            })
+            .count();
+        assert!(
+            machinery_on_stdout > 0,
+            "{protocol}: the export machinery did log (to stdout)"
+        );
+        let snapshot = receiver.wait_until(WAIT, has_checkout).await.unwrap();
+        for record in &snapshot.log_records {
+            let scope = record.scope.name.as_str();
+            assert_eq!(scope, "telemetry_scenario", "{protocol}: {record:?}");
+        }
+        for span in &snapshot.spans {
+            assert!(
+                ["checkout", "charge"].contains(&span.name()),
+                "{protocol}: {}",
+                span.name()
+            );
+        }
+    }
+}
