@@ -35,7 +35,7 @@ mod exporters;
 mod logs;
 mod metrics;
 mod pipeline;
-mod propagation;
+pub mod propagation;
 mod resource;
 mod telemetry;
 #[cfg(feature = "testing")]

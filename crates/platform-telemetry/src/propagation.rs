@@ -1,5 +1,6 @@
-//! Context propagation: the composite propagator chosen by `OTEL_PROPAGATORS`
-//! (default `tracecontext,baggage`: W3C `traceparent`/`tracestate` and `baggage`).
+//! Context propagation across HTTP and message hops, with the composite propagator chosen by
+//! `OTEL_PROPAGATORS` (default `tracecontext,baggage`: W3C `traceparent`/`tracestate` and
+//! `baggage`).
 
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -32,4 +33,147 @@ pub(crate) fn composite(kinds: &[PropagatorKind]) -> TextMapCompositePropagator 
         })
         .collect();
     TextMapCompositePropagator::new(propagators)
+}
+
+/// A message's headers, so trace context can cross a message hop (Kafka, NATS, or any
+/// string key/value carrier). Implemented for `HashMap<String, String>` and `http::HeaderMap`;
+/// implement it for your client's header type with three small methods.
+pub trait MessageHeaders {
+    /// The value of `key`, if present and valid UTF-8.
+    fn header(&self, key: &str) -> Option<&str>;
+    /// Sets `key` to `value`, replacing an existing value.
+    fn set_header(&mut self, key: &str, value: String);
+    /// Every key present.
+    fn header_keys(&self) -> Vec<&str>;
+}
+
+impl<S: std::hash::BuildHasher> MessageHeaders for std::collections::HashMap<String, String, S> {
+    fn header(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+    fn set_header(&mut self, key: &str, value: String) {
+        self.insert(key.to_string(), value);
+    }
+    fn header_keys(&self) -> Vec<&str> {
+        self.keys().map(String::as_str).collect()
+    }
+}
+
+impl MessageHeaders for http::HeaderMap {
+    fn header(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn set_header(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.insert(name, value);
+        }
+    }
+    fn header_keys(&self) -> Vec<&str> {
+        self.keys().map(http::header::HeaderName::as_str).collect()
+    }
+}
+
+struct Carrier<'a, H: ?Sized>(&'a mut H);
+
+impl<H: MessageHeaders + ?Sized> opentelemetry::propagation::Injector for Carrier<'_, H> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.set_header(key, value);
+    }
+}
+
+struct ReadCarrier<'a, H: ?Sized>(&'a H);
+
+impl<H: MessageHeaders + ?Sized> opentelemetry::propagation::Extractor for ReadCarrier<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.header(key)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.header_keys()
+    }
+}
+
+/// Writes the current `tracing` span's context (`traceparent`, `tracestate`, `baggage` by
+/// default) into `headers` with the global propagator. Call it where a message is produced.
+///
+/// ```
+/// let mut headers = std::collections::HashMap::new();
+/// platform_telemetry::propagation::inject(&mut headers);
+/// // outside any span, nothing is written
+/// assert!(headers.is_empty());
+/// ```
+pub fn inject<H: MessageHeaders + ?Sized>(headers: &mut H) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    inject_context(&tracing::Span::current().context(), headers);
+}
+
+/// Writes `cx` into `headers` with the global propagator.
+pub fn inject_context<H: MessageHeaders + ?Sized>(cx: &opentelemetry::Context, headers: &mut H) {
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, &mut Carrier(headers)));
+}
+
+/// Reads the producer's context from `headers` with the global propagator. Malformed or absent
+/// headers give an empty context: the consumer starts a fresh trace. Make it the parent of the
+/// consumer's span with `tracing_opentelemetry::OpenTelemetrySpanExt::set_parent`.
+pub fn extract<H: MessageHeaders + ?Sized>(headers: &H) -> opentelemetry::Context {
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&ReadCarrier(headers)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+
+    fn context() -> opentelemetry::Context {
+        let sc = SpanContext::new(
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap_or(TraceId::INVALID),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap_or(SpanId::INVALID),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new().with_remote_span_context(sc)
+    }
+
+    #[test]
+    fn context_round_trips_through_both_carriers() {
+        let propagator = composite(&[PropagatorKind::TraceContext, PropagatorKind::Baggage]);
+        let mut map = std::collections::HashMap::<String, String>::new();
+        propagator.inject_context(&context(), &mut Carrier(&mut map));
+        assert_eq!(
+            map.get("traceparent").map(String::as_str),
+            Some("00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01")
+        );
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &map {
+            headers.set_header(k, v.clone());
+        }
+        let cx = propagator.extract(&ReadCarrier(&headers));
+        assert_eq!(
+            cx.span().span_context().trace_id().to_string(),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert!(cx.span().span_context().is_remote());
+    }
+
+    #[test]
+    fn malformed_traceparent_gives_an_empty_context() {
+        let propagator = composite(&[PropagatorKind::TraceContext]);
+        for bad in [
+            "ff-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01",
+            "00-0af7651916cd43dd8448eb211c80319z-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "garbage",
+        ] {
+            let mut map = std::collections::HashMap::<String, String>::new();
+            map.insert("traceparent".into(), bad.into());
+            let cx = propagator.extract(&ReadCarrier(&map));
+            assert!(!cx.span().span_context().is_valid(), "{bad}");
+        }
+    }
 }

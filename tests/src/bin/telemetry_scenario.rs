@@ -159,7 +159,7 @@ fn main() -> anyhow::Result<()> {
                 .context()
                 .with_baggage([KeyValue::new("tenant", "acme")]);
             let mut headers = std::collections::HashMap::<String, String>::new();
-            opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut headers));
+            platform_telemetry::propagation::inject_context(&cx, &mut headers);
             let headers: std::collections::BTreeMap<_, _> = headers.into_iter().collect();
             report(json!({ "headers": headers }));
         }
