@@ -30,12 +30,16 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+#[cfg(feature = "http-server")]
+mod endpoints;
 mod error;
 mod exporters;
+pub mod http;
 mod logs;
 mod metrics;
 mod pipeline;
 pub mod propagation;
+pub mod redact;
 mod resource;
 mod telemetry;
 #[cfg(feature = "testing")]
@@ -43,6 +47,8 @@ pub mod testing;
 mod traces;
 
 pub use config::{ConfigWarning, LogFormat, Protocol};
+#[cfg(feature = "http-server")]
+pub use endpoints::endpoints;
 pub use error::Error;
 pub use pipeline::{PipelineStats, SignalStats};
 pub use telemetry::{

@@ -192,3 +192,118 @@ pub(crate) fn register_pipeline_metrics(
             .build();
     }
 }
+
+/// The latest sampled trace per histogram series, for OpenMetrics exemplars: a latency spike on
+/// a dashboard links to a trace that shows it. Bounded: series beyond [`MAX_EXEMPLAR_SERIES`] get
+/// no exemplar.
+#[derive(Debug, Default)]
+pub(crate) struct ExemplarStore {
+    latest: std::sync::Mutex<std::collections::HashMap<SeriesKey, exposition::Exemplar>>,
+}
+
+#[cfg_attr(not(feature = "http-server"), allow(dead_code))]
+/// The most series the exemplar store remembers (the SDK's default cardinality limit).
+pub(crate) const MAX_EXEMPLAR_SERIES: usize = 2000;
+
+type SeriesKey = (String, Vec<(String, String)>);
+
+fn series_key(metric: &str, attributes: &[KeyValue]) -> SeriesKey {
+    let mut attrs: Vec<(String, String)> = attributes
+        .iter()
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect();
+    attrs.sort();
+    (metric.to_string(), attrs)
+}
+
+impl ExemplarStore {
+    #[cfg_attr(not(feature = "http-server"), allow(dead_code))]
+    /// Remembers `value` measured in the span `span_context` for the series.
+    pub(crate) fn record(
+        &self,
+        metric: &str,
+        attributes: &[KeyValue],
+        value: f64,
+        span_context: &opentelemetry::trace::SpanContext,
+    ) {
+        if !span_context.is_sampled() {
+            return;
+        }
+        let timestamp_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs_f64());
+        let exemplar = exposition::Exemplar {
+            trace_id: span_context.trace_id().to_string(),
+            span_id: span_context.span_id().to_string(),
+            value,
+            timestamp_seconds,
+        };
+        let key = series_key(metric, attributes);
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if latest.len() < MAX_EXEMPLAR_SERIES || latest.contains_key(&key) {
+            latest.insert(key, exemplar);
+        }
+    }
+}
+
+impl exposition::ExemplarLookup for ExemplarStore {
+    fn exemplar(&self, metric_name: &str, attributes: &[KeyValue]) -> Option<exposition::Exemplar> {
+        let latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        latest.get(&series_key(metric_name, attributes)).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposition::ExemplarLookup as _;
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
+    fn span(sampled: bool) -> SpanContext {
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        SpanContext::new(
+            TraceId::from(0x0af7651916cd43dd8448eb211c80319c_u128),
+            SpanId::from(0x00f067aa0ba902b7_u64),
+            flags,
+            false,
+            TraceState::default(),
+        )
+    }
+
+    #[test]
+    fn exemplars_keep_the_latest_sampled_trace_per_series_and_stay_bounded() {
+        let store = ExemplarStore::default();
+        let route = [
+            KeyValue::new("http.route", "/a"),
+            KeyValue::new("http.request.method", "GET"),
+        ];
+        store.record("m", &route, 0.5, &span(false));
+        assert!(
+            store.exemplar("m", &route).is_none(),
+            "unsampled traces are not exemplars"
+        );
+        store.record("m", &route, 0.5, &span(true));
+        let mut reversed = route.to_vec();
+        reversed.reverse();
+        let exemplar = store
+            .exemplar("m", &reversed)
+            .expect("found in any attribute order");
+        assert_eq!(exemplar.trace_id, "0af7651916cd43dd8448eb211c80319c");
+        for i in 0..MAX_EXEMPLAR_SERIES + 10 {
+            store.record("m", &[KeyValue::new("i", i as i64)], 1.0, &span(true));
+        }
+        let held = store.latest.lock().map(|l| l.len()).unwrap_or_default();
+        assert_eq!(held, MAX_EXEMPLAR_SERIES);
+    }
+}

@@ -111,14 +111,97 @@ pub fn inject<H: MessageHeaders + ?Sized>(headers: &mut H) {
 
 /// Writes `cx` into `headers` with the global propagator.
 pub fn inject_context<H: MessageHeaders + ?Sized>(cx: &opentelemetry::Context, headers: &mut H) {
-    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(cx, &mut Carrier(headers)));
+    with_propagator(None, |p| inject_with(p, cx, headers));
+}
+
+/// Runs `f` with the instance's propagator, or the global one.
+pub(crate) fn with_propagator<R>(
+    telemetry: Option<&crate::Telemetry>,
+    mut f: impl FnMut(&dyn TextMapPropagator) -> R,
+) -> R {
+    match telemetry {
+        Some(t) => f(t.propagator()),
+        None => opentelemetry::global::get_text_map_propagator(f),
+    }
+}
+
+pub(crate) fn inject_with<H: MessageHeaders + ?Sized>(
+    propagator: &dyn TextMapPropagator,
+    cx: &opentelemetry::Context,
+    headers: &mut H,
+) {
+    propagator.inject_context(cx, &mut Carrier(headers));
+}
+
+pub(crate) fn extract_with<H: MessageHeaders + ?Sized>(
+    propagator: &dyn TextMapPropagator,
+    headers: &H,
+) -> opentelemetry::Context {
+    propagator.extract(&ReadCarrier(headers))
 }
 
 /// Reads the producer's context from `headers` with the global propagator. Malformed or absent
 /// headers give an empty context: the consumer starts a fresh trace. Make it the parent of the
 /// consumer's span with `tracing_opentelemetry::OpenTelemetrySpanExt::set_parent`.
 pub fn extract<H: MessageHeaders + ?Sized>(headers: &H) -> opentelemetry::Context {
-    opentelemetry::global::get_text_map_propagator(|p| p.extract(&ReadCarrier(headers)))
+    with_propagator(None, |p| extract_with(p, headers))
+}
+
+/// Starts a PRODUCER span for sending a message to `destination` on `system` (`"nats"`,
+/// `"kafka"`, …; the semantic conventions' `messaging.system`) and writes its context into the
+/// message's `headers`. Publish inside the span (`.instrument(span)` or `span.in_scope`).
+///
+/// ```
+/// let mut headers = std::collections::HashMap::new();
+/// let span = platform_telemetry::propagation::producer_span("nats", "orders.events", &mut headers);
+/// // publish(subject, headers, payload).instrument(span).await
+/// # drop(span);
+/// ```
+pub fn producer_span<H: MessageHeaders + ?Sized>(
+    system: &str,
+    destination: &str,
+    headers: &mut H,
+) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format!("publish {destination}"),
+        otel.kind = "producer",
+        messaging.system = system,
+        messaging.destination.name = destination,
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+    );
+    inject_context(&span.context(), headers);
+    span
+}
+
+/// Starts a CONSUMER span for processing a message received from `destination`: a child of the
+/// producer's context read from `headers` (so the trace continues across the message hop) and
+/// linked to it. Malformed or missing headers start a fresh trace.
+pub fn consumer_span<H: MessageHeaders + ?Sized>(
+    system: &str,
+    destination: &str,
+    headers: &H,
+) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::info_span!(
+        "process",
+        otel.name = %format!("process {destination}"),
+        otel.kind = "consumer",
+        messaging.system = system,
+        messaging.destination.name = destination,
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+    );
+    let parent = extract(headers);
+    let producer = parent.span().span_context().clone();
+    let _ = span.set_parent(parent);
+    if producer.is_valid() {
+        span.add_link(producer);
+    }
+    span
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{self, CodeDefaults, ConfigWarning, Env, LogFormat, Protocol, Warnings};
 use crate::exporters::ExportRuntime;
-use crate::metrics::{ExpositionFormat, PrometheusReader, exposition};
+use crate::metrics::{ExpositionFormat, PrometheusReader};
 use crate::pipeline::{Counters, PipelineStats};
 use crate::resource::ResourceDefaults;
 use crate::{Error, logs, metrics, propagation, resource, traces};
@@ -211,6 +211,7 @@ struct Inner {
     dispatch: Dispatch,
     span_counters: Arc<Counters>,
     log_counters: Arc<Counters>,
+    exemplars: crate::metrics::ExemplarStore,
     warnings: Vec<ConfigWarning>,
     shutdown_timeout: Duration,
     shut_down: AtomicBool,
@@ -332,7 +333,7 @@ impl Telemetry {
     pub fn scrape_metrics(&self, accept: Option<&str>) -> MetricsScrape {
         let format = ExpositionFormat::from_accept(accept);
         let body = match &self.inner.prometheus {
-            Some(reader) => reader.render(format, &exposition::NoExemplars),
+            Some(reader) => reader.render(format, &self.inner.exemplars),
             None if format == ExpositionFormat::OpenMetrics => "# EOF\n".to_string(),
             None => String::new(),
         };
@@ -340,6 +341,12 @@ impl Telemetry {
             content_type: format.content_type(),
             body,
         }
+    }
+
+    /// The latest sampled trace per histogram series, served as OpenMetrics exemplars.
+    #[cfg_attr(not(feature = "http-server"), allow(dead_code))]
+    pub(crate) fn exemplars(&self) -> &crate::metrics::ExemplarStore {
+        &self.inner.exemplars
     }
 
     /// Exports everything buffered now, within the shutdown bound.
@@ -541,6 +548,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
             dispatch,
             span_counters,
             log_counters,
+            exemplars: crate::metrics::ExemplarStore::default(),
             warnings,
             shutdown_timeout,
             shut_down: AtomicBool::new(false),

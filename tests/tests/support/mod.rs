@@ -103,3 +103,131 @@ pub fn closed_endpoint() -> String {
     drop(listener);
     format!("http://127.0.0.1:{port}")
 }
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A child process killed when dropped; its output is kept for failure messages.
+pub struct Process {
+    pub name: String,
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    /// What the process wrote so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `program args` with `env` (plus PATH) and output captured to a temp file.
+pub fn spawn(name: &str, program: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+    let log = std::env::temp_dir().join(format!(
+        "pt-{name}-{}-{}.log",
+        std::process::id(),
+        free_port()
+    ));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program} ({name}): {e}"));
+    Process {
+        name: name.to_string(),
+        child,
+        log,
+    }
+}
+
+/// Starts an example service (`gateway`, `orders`, `worker`) as its own process.
+pub fn spawn_example(name: &str, env: &[(&str, &str)]) -> Process {
+    spawn(name, env!("CARGO_BIN_EXE_example-service"), &[name], env)
+}
+
+/// A reqwest client (ring as the rustls provider, as in the library).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// Polls `url` with backoff until it answers 2xx; panics with the process output after 30 s.
+pub async fn wait_ready(url: &str, process: &Process) {
+    let client = http();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never became ready at {url}; its output:\n{}",
+            process.name,
+            process.output()
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Polls until a TCP connection to `127.0.0.1:port` succeeds.
+pub async fn wait_tcp(port: u16, process: &Process) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} never listened on {port}; its output:\n{}",
+            process.name,
+            process.output()
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// A real nats-server on a free loopback port. Fails (never skips) when it is not installed.
+pub async fn start_nats() -> (Process, String) {
+    assert!(
+        std::process::Command::new("nats-server")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "nats-server is not installed: run scripts/test.sh (apt-get install nats-server)"
+    );
+    let port = free_port();
+    let port_text = port.to_string();
+    let nats = spawn(
+        "nats-server",
+        "nats-server",
+        &["-a", "127.0.0.1", "-p", &port_text],
+        &[],
+    );
+    wait_tcp(port, &nats).await;
+    (nats, format!("nats://127.0.0.1:{port}"))
+}

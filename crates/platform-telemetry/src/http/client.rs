@@ -1,0 +1,152 @@
+//! The client side: a reqwest client (through `reqwest-middleware`) that opens a CLIENT span
+//! per request, injects its context into the request headers, and records
+//! `http.client.request.duration`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::http::{DURATION_BUCKETS, method_name};
+use crate::propagation::{inject_with, with_propagator};
+use crate::redact::Redaction;
+use crate::{Telemetry, global};
+
+/// The instrument name, as the semantic conventions give it.
+pub const CLIENT_DURATION: &str = "http.client.request.duration";
+
+/// A reqwest client for the global instance whose requests carry the current trace.
+///
+/// ```no_run
+/// # #[cfg(feature = "http-client")]
+/// # async fn call() -> Result<(), reqwest_middleware::Error> {
+/// let client = platform_telemetry::http::client();
+/// let body = client.get("http://orders:8081/orders/7").send().await?.text().await?;
+/// # Ok(()) }
+/// ```
+pub fn client() -> reqwest_middleware::ClientWithMiddleware {
+    // reqwest is built without a bundled crypto provider; ring is ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(TracingMiddleware::new(global()))
+        .build()
+}
+
+/// The middleware behind [`client`]; add it to your own `reqwest_middleware::ClientBuilder`.
+#[derive(Clone, Debug)]
+pub struct TracingMiddleware {
+    telemetry: Option<Telemetry>,
+    duration: Histogram<f64>,
+    redaction: Arc<Redaction>,
+}
+
+impl TracingMiddleware {
+    /// For an instance (`None`: the global providers and propagator).
+    pub fn new(telemetry: Option<Telemetry>) -> Self {
+        let meter = match &telemetry {
+            Some(t) => t.meter("platform-telemetry"),
+            None => opentelemetry::global::meter("platform-telemetry"),
+        };
+        let duration = meter
+            .f64_histogram(CLIENT_DURATION)
+            .with_unit("s")
+            .with_description("Duration of HTTP client requests")
+            .with_boundaries(DURATION_BUCKETS.to_vec())
+            .build();
+        Self {
+            telemetry,
+            duration,
+            redaction: Arc::new(Redaction::default()),
+        }
+    }
+
+    /// Uses this redaction policy for `url.full`.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = Arc::new(redaction);
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for TracingMiddleware {
+    async fn handle(
+        &self,
+        mut request: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let method = method_name(request.method());
+        let url = request.url();
+        let host = url.host_str().unwrap_or_default().to_string();
+        let port = url.port_or_known_default().map(i64::from);
+        let span = match self.telemetry.as_ref().map(Telemetry::subscriber) {
+            Some(d) => tracing::dispatcher::with_default(&d, || client_span(method)),
+            None => client_span(method),
+        };
+        span.set_attribute("url.full", self.redaction.url(url.as_str()));
+        span.set_attribute("server.address", host.clone());
+        if let Some(port) = port {
+            span.set_attribute("server.port", port);
+        }
+        let cx = span.context();
+        with_propagator(self.telemetry.as_ref(), |p| {
+            inject_with(p, &cx, request.headers_mut());
+        });
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("server.address", host),
+        ];
+        if let Some(port) = port {
+            attributes.push(KeyValue::new("server.port", port));
+        }
+        let started = Instant::now();
+        let result = next.run(request, extensions).instrument(span.clone()).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                span.record("http.response.status_code", status);
+                attributes.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
+                if status >= 400 {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", status.to_string());
+                    attributes.push(KeyValue::new("error.type", status.to_string()));
+                }
+            }
+            Err(error) => {
+                let kind = error_type(error);
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", kind);
+                attributes.push(KeyValue::new("error.type", kind));
+            }
+        }
+        self.duration.record(elapsed, &attributes);
+        result
+    }
+}
+
+fn client_span(method: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "HTTP client request",
+        otel.name = method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+fn error_type(error: &reqwest_middleware::Error) -> &'static str {
+    match error {
+        reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => "timeout",
+        reqwest_middleware::Error::Reqwest(e) if e.is_connect() => "connect",
+        _ => "_OTHER",
+    }
+}

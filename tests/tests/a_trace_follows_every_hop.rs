@@ -1,0 +1,340 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! gateway → (HTTP) → orders → (real NATS) → worker, each its own process configured by env,
+//! observed on a real OTLP receiver: one trace across every hop, parents intact, kinds and names
+//! as the semantic conventions say, logs of every hop in the trace, nothing secret recorded.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use otlp_receiver::{OtlpReceiver, ReceivedSpan, Snapshot};
+use support::{Process, free_port, http, spawn_example, start_nats, wait_ready};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Shop {
+    _nats: Process,
+    _worker: Process,
+    _orders: Process,
+    _gateway: Process,
+    gateway: String,
+    receiver: OtlpReceiver,
+}
+
+async fn start_shop() -> Shop {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let (nats, nats_url) = start_nats().await;
+    let otlp = receiver.http_endpoint();
+    let common = |service_port: (&'static str, String)| {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "100".to_string()),
+            ("NATS_URL", nats_url.clone()),
+            service_port,
+        ]
+    };
+    let (worker_port, orders_port, gateway_port) = (free_port(), free_port(), free_port());
+
+    let env = common(("WORKER_PORT", worker_port.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let worker = spawn_example("worker", &env);
+    wait_ready(&format!("http://127.0.0.1:{worker_port}/healthz"), &worker).await;
+
+    let env = common(("ORDERS_PORT", orders_port.to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let orders = spawn_example("orders", &env);
+    wait_ready(&format!("http://127.0.0.1:{orders_port}/healthz"), &orders).await;
+
+    let mut env = common(("GATEWAY_PORT", gateway_port.to_string()));
+    env.push(("ORDERS_URL", format!("http://127.0.0.1:{orders_port}")));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let gateway = spawn_example("gateway", &env);
+    let gateway_url = format!("http://127.0.0.1:{gateway_port}");
+    wait_ready(&format!("{gateway_url}/healthz"), &gateway).await;
+
+    Shop {
+        _nats: nats,
+        _worker: worker,
+        _orders: orders,
+        _gateway: gateway,
+        gateway: gateway_url,
+        receiver,
+    }
+}
+
+fn spans_of<'a>(snapshot: &'a Snapshot, trace_id: &str) -> Vec<&'a ReceivedSpan> {
+    snapshot
+        .spans
+        .iter()
+        .filter(|s| s.trace_id_hex() == trace_id)
+        .collect()
+}
+
+/// The span with this name and service, or a failure listing what the trace holds.
+fn find<'a>(spans: &[&'a ReceivedSpan], service: &str, name: &str) -> &'a ReceivedSpan {
+    spans
+        .iter()
+        .find(|s| s.service_name().as_deref() == Some(service) && s.name() == name)
+        .copied()
+        .unwrap_or_else(|| {
+            let have: Vec<String> = spans
+                .iter()
+                .map(|s| format!("{:?}/{}", s.service_name(), s.name()))
+                .collect();
+            panic!("no span {service}/{name:?} in the trace; it has {have:?}")
+        })
+}
+
+fn kind(span: &ReceivedSpan) -> i32 {
+    span.span.kind
+}
+
+/// Waits for the whole trace (the worker's consumer span is the last hop) and checks it.
+async fn assert_full_trace(shop: &Shop, trace_id: &str, remote_parent: Option<&str>) {
+    let snapshot = shop
+        .receiver
+        .wait_until(WAIT, |s| {
+            s.spans
+                .iter()
+                .any(|sp| sp.trace_id_hex() == trace_id && sp.name() == "process orders.viewed")
+                && s.log_records
+                    .iter()
+                    .filter(|l| l.trace_id_hex().as_deref() == Some(trace_id))
+                    .count()
+                    >= 3
+        })
+        .await
+        .unwrap_or_else(|e| panic!("trace {trace_id} incomplete: {e}"));
+    let spans = spans_of(&snapshot, trace_id);
+
+    // SpanKind in OTLP: 2 server, 3 client, 4 producer, 5 consumer.
+    let gateway_server = find(&spans, "gateway", "GET /orders/{id}");
+    let gateway_client = find(&spans, "gateway", "GET");
+    let orders_server = find(&spans, "orders", "GET /orders/{id}");
+    let producer = find(&spans, "orders", "publish orders.viewed");
+    let consumer = find(&spans, "worker", "process orders.viewed");
+    assert_eq!(kind(gateway_server), 2);
+    assert_eq!(kind(gateway_client), 3);
+    assert_eq!(kind(orders_server), 2);
+    assert_eq!(kind(producer), 4);
+    assert_eq!(kind(consumer), 5);
+
+    // Parent links: every hop's parent is the previous hop.
+    assert_eq!(
+        gateway_server.parent_span_id_hex().as_deref(),
+        remote_parent,
+        "the gateway continues the caller's context (or starts the trace)"
+    );
+    assert_eq!(
+        gateway_client.parent_span_id_hex(),
+        Some(gateway_server.span_id_hex())
+    );
+    assert_eq!(
+        orders_server.parent_span_id_hex(),
+        Some(gateway_client.span_id_hex())
+    );
+    assert_eq!(
+        producer.parent_span_id_hex(),
+        Some(orders_server.span_id_hex())
+    );
+    assert_eq!(consumer.parent_span_id_hex(), Some(producer.span_id_hex()));
+    assert_eq!(
+        consumer
+            .span
+            .links
+            .first()
+            .map(|l| otlp_receiver::hex(&l.span_id)),
+        Some(producer.span_id_hex()),
+        "the consumer links to the producer"
+    );
+
+    // No orphans: every parent in the trace exists in it (the remote caller aside).
+    let ids: HashSet<String> = spans.iter().map(|s| s.span_id_hex()).collect();
+    for span in &spans {
+        if let Some(parent) = span.parent_span_id_hex() {
+            assert!(
+                ids.contains(&parent) || Some(parent.as_str()) == remote_parent,
+                "orphan span {} (parent {parent})",
+                span.name()
+            );
+        }
+    }
+
+    // Semantic-convention attributes on the server span; route template, never the raw path.
+    assert_eq!(
+        gateway_server.attr("http.route").as_deref(),
+        Some("/orders/{id}")
+    );
+    assert_eq!(
+        gateway_server.attr("http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(
+        gateway_server.attr("url.path").as_deref(),
+        Some("/orders/7")
+    );
+    assert_eq!(gateway_server.attr("url.scheme").as_deref(), Some("http"));
+    assert_eq!(
+        gateway_server.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        gateway_server.attr("network.protocol.version").as_deref(),
+        Some("1.1")
+    );
+    assert_eq!(
+        gateway_server.attr("server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(producer.attr("messaging.system").as_deref(), Some("nats"));
+    assert_eq!(
+        producer.attr("messaging.destination.name").as_deref(),
+        Some("orders.viewed")
+    );
+
+    // Logs of every hop carry the trace id.
+    for (service, message) in [
+        ("gateway", "fetching order from orders"),
+        ("orders", "order looked up"),
+        ("worker", "order event processed"),
+    ] {
+        let record = snapshot.log_records.iter().find(|l| {
+            l.service_name().as_deref() == Some(service)
+                && l.body_text().as_deref() == Some(message)
+                && l.trace_id_hex().as_deref() == Some(trace_id)
+        });
+        assert!(
+            record.is_some(),
+            "{service}: no log {message:?} in trace {trace_id}"
+        );
+    }
+}
+
+fn traceresponse_trace_id(response: &reqwest::Response) -> String {
+    let value = response
+        .headers()
+        .get("traceresponse")
+        .expect("traceresponse header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "traceresponse {value}");
+    assert_eq!(parts[0], "00");
+    parts[1].to_string()
+}
+
+#[tokio::test]
+async fn one_trace_crosses_gateway_orders_nats_and_worker() {
+    let shop = start_shop().await;
+    let client = http();
+
+    // No incoming context: the gateway starts the trace.
+    let response = client
+        .get(format!("{}/orders/7", shop.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let trace_id = traceresponse_trace_id(&response);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["order"]["id"], 7);
+    assert_full_trace(&shop, &trace_id, None).await;
+
+    // A caller's traceparent is continued.
+    let given_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let given_parent = "00f067aa0ba902b7";
+    let response = client
+        .get(format!("{}/orders/7", shop.gateway))
+        .header("traceparent", format!("00-{given_trace}-{given_parent}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(traceresponse_trace_id(&response), given_trace);
+    assert_full_trace(&shop, given_trace, Some(given_parent)).await;
+
+    // The RED histogram is labelled by route template, never by raw path.
+    let metrics = client
+        .get(format!("{}/metrics", shop.gateway))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains(r#"http_route="/orders/{id}""#)
+                && l.contains(r#"http_request_method="GET""#)
+                && l.contains(r#"http_response_status_code="200""#)
+        })
+        .unwrap_or_else(|| panic!("no route series in:\n{metrics}"));
+    assert!(count.ends_with(" 2"), "{count}");
+    assert!(!metrics.contains("/orders/7"));
+    assert!(metrics.contains("http_client_request_duration_seconds_count{"));
+    // /metrics and /healthz are not traced.
+    let snapshot = shop.receiver.snapshot();
+    assert!(
+        snapshot
+            .spans
+            .iter()
+            .all(|s| !s.name().contains("/metrics") && !s.name().contains("/healthz"))
+    );
+}
+
+#[tokio::test]
+async fn credentials_in_headers_and_query_are_never_recorded() {
+    let shop = start_shop().await;
+    let response = http()
+        .get(format!(
+            "{}/orders/9?token=s3cr3t-token&password=hunter2&view=full",
+            shop.gateway
+        ))
+        .header("authorization", "Bearer s3cr3t-bearer")
+        .header("cookie", "session=s3cr3t-cookie")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let trace_id = traceresponse_trace_id(&response);
+    let snapshot = shop
+        .receiver
+        .wait_until(WAIT, |s| {
+            s.spans
+                .iter()
+                .any(|sp| sp.trace_id_hex() == trace_id && sp.name() == "process orders.viewed")
+        })
+        .await
+        .unwrap();
+    let server = snapshot
+        .spans
+        .iter()
+        .find(|s| {
+            s.trace_id_hex() == trace_id
+                && s.service_name().as_deref() == Some("gateway")
+                && s.name() == "GET /orders/{id}"
+        })
+        .unwrap();
+    assert_eq!(
+        server.attr("url.query").as_deref(),
+        Some("token=REDACTED&password=REDACTED&view=full")
+    );
+    let everything = format!("{snapshot:?}");
+    for secret in ["s3cr3t", "hunter2"] {
+        assert!(!everything.contains(secret), "{secret} was exported");
+    }
+    let metrics = http()
+        .get(format!("{}/metrics", shop.gateway))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("s3cr3t") && !metrics.contains("hunter2"));
+}
