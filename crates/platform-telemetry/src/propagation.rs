@@ -15,7 +15,7 @@ pub(crate) fn composite(kinds: &[PropagatorKind]) -> TextMapCompositePropagator 
         .iter()
         .map(|kind| -> Box<dyn TextMapPropagator + Send + Sync> {
             match kind {
-                PropagatorKind::TraceContext => Box::new(TraceContextPropagator::new()),
+                PropagatorKind::TraceContext => Box::new(StrictTraceContext::default()),
                 PropagatorKind::Baggage => Box::new(BaggagePropagator::new()),
                 #[cfg(feature = "b3")]
                 PropagatorKind::B3Single => {
@@ -33,6 +33,73 @@ pub(crate) fn composite(kinds: &[PropagatorKind]) -> TextMapCompositePropagator 
         })
         .collect();
     TextMapCompositePropagator::new(propagators)
+}
+
+/// W3C Trace Context, checked to the letter before the SDK parses it: the SDK's parser accepts
+/// trace and span ids of the wrong length (it left-pads them), which would let a malformed
+/// `traceparent` continue a trace it never belonged to.
+#[derive(Debug, Default)]
+pub(crate) struct StrictTraceContext(TraceContextPropagator);
+
+/// True when `value` is a `traceparent` the W3C Trace Context specification accepts.
+pub(crate) fn is_valid_traceparent(value: &str) -> bool {
+    fn lower_hex(s: &str, len: usize) -> bool {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+    let value = value.trim();
+    let Some(head) = value.get(..55) else {
+        return false;
+    };
+    let mut parts = head.split('-');
+    let (Some(version), Some(trace_id), Some(parent_id), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let well_formed = lower_hex(version, 2)
+        && version != "ff"
+        && lower_hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && lower_hex(parent_id, 16)
+        && parent_id.bytes().any(|b| b != b'0')
+        && lower_hex(flags, 2);
+    // Version 00 is exactly 55 characters; later versions may append `-…`.
+    let rest_ok = match version {
+        "00" => value.len() == 55,
+        _ => value.len() == 55 || value.as_bytes().get(55) == Some(&b'-'),
+    };
+    well_formed && rest_ok
+}
+
+impl TextMapPropagator for StrictTraceContext {
+    fn inject_context(
+        &self,
+        cx: &opentelemetry::Context,
+        injector: &mut dyn opentelemetry::propagation::Injector,
+    ) {
+        self.0.inject_context(cx, injector);
+    }
+
+    fn extract_with_context(
+        &self,
+        cx: &opentelemetry::Context,
+        extractor: &dyn opentelemetry::propagation::Extractor,
+    ) -> opentelemetry::Context {
+        match extractor.get("traceparent") {
+            Some(value) if is_valid_traceparent(value) => {
+                self.0.extract_with_context(cx, extractor)
+            }
+            _ => cx.clone(),
+        }
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        self.0.fields()
+    }
 }
 
 /// A message's headers, so trace context can cross a message hop (Kafka, NATS, or any
@@ -244,6 +311,16 @@ mod tests {
     }
 
     #[test]
+    fn future_versions_may_append_fields() {
+        assert!(is_valid_traceparent(
+            "01-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01-what-comes"
+        ));
+        assert!(is_valid_traceparent(
+            "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+        ));
+    }
+
+    #[test]
     fn malformed_traceparent_gives_an_empty_context() {
         let propagator = composite(&[PropagatorKind::TraceContext]);
         for bad in [
@@ -251,6 +328,10 @@ mod tests {
             "00-0af7651916cd43dd8448eb211c80319z-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "00-0af7651916cd43dd8448eb211c8031-00f067aa0ba902b7-01",
+            "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-00f067aa0ba902b7-01",
+            "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01-extra",
             "garbage",
         ] {
             let mut map = std::collections::HashMap::<String, String>::new();

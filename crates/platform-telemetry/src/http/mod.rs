@@ -1,12 +1,17 @@
 //! HTTP instrumentation following the OpenTelemetry HTTP semantic conventions: a tower layer
 //! for axum servers (feature `http-server`) and a reqwest client (feature `http-client`).
 //!
-//! ```ignore
-//! let app = axum::Router::new()
+//! ```
+//! # #[cfg(all(feature = "http-server", feature = "http-client"))] {
+//! async fn get_order() -> &'static str { "order" }
+//!
+//! let app: axum::Router = axum::Router::new()
 //!     .route("/orders/{id}", axum::routing::get(get_order))
 //!     .merge(platform_telemetry::endpoints())            // GET /metrics, GET /healthz
 //!     .layer(platform_telemetry::http::server_layer());   // spans + RED metrics + context
 //! let client = platform_telemetry::http::client();       // propagates context, measured
+//! # drop((app, client));
+//! # }
 //! ```
 
 #[cfg(feature = "http-client")]
