@@ -50,12 +50,12 @@ async fn poll(prometheus: &str, path: &str, accept: impl Fn(&Value) -> bool) -> 
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = Value::Null;
     while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("{prometheus}{path}")).send().await {
-            if let Ok(body) = response.bytes().await {
-                last = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                if last["status"] == "success" && accept(&last["data"]) {
-                    return last["data"].clone();
-                }
+        if let Ok(response) = client.get(format!("{prometheus}{path}")).send().await
+            && let Ok(body) = response.bytes().await
+        {
+            last = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if last["status"] == "success" && accept(&last["data"]) {
+                return last["data"].clone();
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
