@@ -163,7 +163,8 @@ impl<H: MessageHeaders + ?Sized> opentelemetry::propagation::Extractor for ReadC
 }
 
 /// Writes the current `tracing` span's context (`traceparent`, `tracestate`, `baggage` by
-/// default) into `headers` with the global propagator. Call it where a message is produced.
+/// default) into `headers` with the installed instance's propagator (`OTEL_PROPAGATORS`; W3C
+/// trace context and baggage when nothing is installed). Call it where a message is produced.
 ///
 /// ```
 /// let mut headers = std::collections::HashMap::new();
@@ -176,20 +177,27 @@ pub fn inject<H: MessageHeaders + ?Sized>(headers: &mut H) {
     inject_context(&tracing::Span::current().context(), headers);
 }
 
-/// Writes `cx` into `headers` with the global propagator.
+/// Writes `cx` into `headers` (see [`inject`] for the propagator used).
 pub fn inject_context<H: MessageHeaders + ?Sized>(cx: &opentelemetry::Context, headers: &mut H) {
     with_propagator(None, |p| inject_with(p, cx, headers));
 }
 
-/// Runs `f` with the instance's propagator, or the global one.
+/// Runs `f` with the instance's propagator; without one, the globally installed instance's;
+/// without that, the default W3C `tracecontext,baggage` (so context still crosses hops in a
+/// process that built only non-global instances).
 pub(crate) fn with_propagator<R>(
     telemetry: Option<&crate::Telemetry>,
     mut f: impl FnMut(&dyn TextMapPropagator) -> R,
 ) -> R {
-    match telemetry {
+    match telemetry.cloned().or_else(crate::global) {
         Some(t) => f(t.propagator()),
-        None => opentelemetry::global::get_text_map_propagator(f),
+        None => f(default_propagator()),
     }
+}
+
+fn default_propagator() -> &'static TextMapCompositePropagator {
+    static DEFAULT: std::sync::OnceLock<TextMapCompositePropagator> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| composite(&[PropagatorKind::TraceContext, PropagatorKind::Baggage]))
 }
 
 pub(crate) fn inject_with<H: MessageHeaders + ?Sized>(
@@ -207,7 +215,7 @@ pub(crate) fn extract_with<H: MessageHeaders + ?Sized>(
     propagator.extract(&ReadCarrier(headers))
 }
 
-/// Reads the producer's context from `headers` with the global propagator. Malformed or absent
+/// Reads the producer's context from `headers` (see [`inject`] for the propagator used). Malformed or absent
 /// headers give an empty context: the consumer starts a fresh trace. Make it the parent of the
 /// consumer's span with `tracing_opentelemetry::OpenTelemetrySpanExt::set_parent`.
 pub fn extract<H: MessageHeaders + ?Sized>(headers: &H) -> opentelemetry::Context {

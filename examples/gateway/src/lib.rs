@@ -42,13 +42,33 @@ async fn get_order(
     ))
 }
 
-/// The service's routes, instrumented, with `/metrics` and `/healthz`.
-pub fn router(upstream: Upstream) -> axum::Router {
+fn routes(upstream: Upstream) -> axum::Router {
     axum::Router::new()
         .route("/orders/{id}", get(get_order))
         .with_state(upstream)
+}
+
+/// The service's routes, instrumented, with `/metrics` and `/healthz`.
+pub fn router(upstream: Upstream) -> axum::Router {
+    routes(upstream)
         .merge(platform_telemetry::endpoints())
         .layer(platform_telemetry::http::server_layer())
+}
+
+/// The same routes for a non-global telemetry instance (several services in one process); the
+/// upstream client should come from [`Upstream::for_telemetry`].
+pub fn router_for(upstream: Upstream, telemetry: &platform_telemetry::Telemetry) -> axum::Router {
+    routes(upstream).merge(telemetry.endpoints()).layer(
+        platform_telemetry::http::ServerLayer::for_telemetry(telemetry),
+    )
+}
+
+impl Upstream {
+    /// An upstream whose client reports to a non-global instance.
+    pub fn for_telemetry(orders_url: String, telemetry: &platform_telemetry::Telemetry) -> Self {
+        let client = platform_telemetry::http::client_for(telemetry);
+        Self { orders_url, client }
+    }
 }
 
 /// `gateway` service. Env: `GATEWAY_PORT` (8080), `ORDERS_URL` (`http://127.0.0.1:8081`),

@@ -113,13 +113,24 @@ async fn get_order(
     }))
 }
 
-/// The service's routes, instrumented, with `/metrics` and `/healthz`.
-pub fn router(events: Events) -> axum::Router {
+fn routes(events: Events) -> axum::Router {
     axum::Router::new()
         .route("/orders/{id}", get(get_order))
         .with_state(events)
+}
+
+/// The service's routes, instrumented, with `/metrics` and `/healthz`.
+pub fn router(events: Events) -> axum::Router {
+    routes(events)
         .merge(platform_telemetry::endpoints())
         .layer(platform_telemetry::http::server_layer())
+}
+
+/// The same routes for a non-global telemetry instance (several services in one process).
+pub fn router_for(events: Events, telemetry: &platform_telemetry::Telemetry) -> axum::Router {
+    routes(events).merge(telemetry.endpoints()).layer(
+        platform_telemetry::http::ServerLayer::for_telemetry(telemetry),
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM (what `docker stop` sends), so `main` returns and the telemetry

@@ -28,10 +28,19 @@ pub const CLIENT_DURATION: &str = "http.client.request.duration";
 /// # Ok(()) }
 /// ```
 pub fn client() -> reqwest_middleware::ClientWithMiddleware {
+    build_client(global())
+}
+
+/// Like [`client`], for a non-global instance (several services in one process).
+pub fn client_for(telemetry: &Telemetry) -> reqwest_middleware::ClientWithMiddleware {
+    build_client(Some(telemetry.clone()))
+}
+
+fn build_client(telemetry: Option<Telemetry>) -> reqwest_middleware::ClientWithMiddleware {
     // reqwest is built without a bundled crypto provider; ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(TracingMiddleware::new(global()))
+        .with(TracingMiddleware::new(telemetry))
         .build()
 }
 

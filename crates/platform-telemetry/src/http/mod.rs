@@ -20,7 +20,7 @@ pub mod client;
 pub mod server;
 
 #[cfg(feature = "http-client")]
-pub use client::{TracingMiddleware, client};
+pub use client::{TracingMiddleware, client, client_for};
 #[cfg(feature = "http-server")]
 pub use server::{ServerLayer, ServerService, server_layer};
 
