@@ -1,0 +1,7 @@
+//! `obs`: the observability sidecar. This library target lets tests drive what the binary does.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod cli;
+pub mod grafana;
+pub mod run;

@@ -1,0 +1,152 @@
+//! Runs a parsed command and maps outcomes to exit codes.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::cli::{Command, GrafanaArgs, ProvisionArgs, exit};
+use crate::grafana::client::{Auth, GrafanaClient};
+use crate::grafana::files;
+use crate::grafana::provision::{self, Desired, Options, ProvisionError};
+
+/// Runs `command`, printing its report to stdout and problems to stderr; returns the exit code.
+pub async fn run(command: Command) -> u8 {
+    match command {
+        Command::Provision(args) => provision_command(args).await,
+    }
+}
+
+fn read_secret(path: &Path, flag: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    let secret = text.trim().to_string();
+    anyhow::ensure!(!secret.is_empty(), "{flag} {} is empty", path.display());
+    Ok(secret)
+}
+
+/// Resolves the credentials from flags, environment and files.
+pub fn auth(args: &GrafanaArgs) -> anyhow::Result<Auth> {
+    let token = match (&args.grafana_token, &args.grafana_token_file) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "both --grafana-token (OBS_GRAFANA_TOKEN) and --grafana-token-file (OBS_GRAFANA_TOKEN_FILE) are set; keep one"
+        ),
+        (Some(token), None) => Some((
+            token.clone(),
+            "--grafana-token / OBS_GRAFANA_TOKEN".to_string(),
+        )),
+        (None, Some(path)) => Some((
+            read_secret(path, "--grafana-token-file")?,
+            format!("the file {}", path.display()),
+        )),
+        (None, None) => None,
+    };
+    let password = match (&args.grafana_password, &args.grafana_password_file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("both --grafana-password and --grafana-password-file are set; keep one")
+        }
+        (Some(p), None) => Some((
+            p.clone(),
+            "--grafana-password / OBS_GRAFANA_PASSWORD".to_string(),
+        )),
+        (None, Some(path)) => Some((
+            read_secret(path, "--grafana-password-file")?,
+            format!("the file {}", path.display()),
+        )),
+        (None, None) => None,
+    };
+    Ok(match (token, &args.grafana_user, password) {
+        (Some(_), Some(_), _) => anyhow::bail!(
+            "a token and a basic-auth user are both set; use a service-account token (OBS_GRAFANA_TOKEN[_FILE]) or user and password, not both"
+        ),
+        (Some((token, source)), None, _) => Auth::Token { token, source },
+        (None, Some(user), Some((password, source))) => Auth::Basic {
+            user: user.clone(),
+            password,
+            source,
+        },
+        (None, Some(user), None) => anyhow::bail!(
+            "--grafana-user {user:?} is set without a password: set OBS_GRAFANA_PASSWORD or OBS_GRAFANA_PASSWORD_FILE"
+        ),
+        (None, None, Some(_)) => {
+            anyhow::bail!("a Grafana password is set without --grafana-user (OBS_GRAFANA_USER)")
+        }
+        (None, None, None) => Auth::None,
+    })
+}
+
+fn check_url(url: &str) -> anyhow::Result<()> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some());
+    anyhow::ensure!(
+        ok,
+        "--grafana-url (OBS_GRAFANA_URL) {url:?} is not an http(s) URL; write it like http://grafana:3000"
+    );
+    Ok(())
+}
+
+async fn provision_command(args: ProvisionArgs) -> u8 {
+    let prepared = (|| -> anyhow::Result<(GrafanaClient, Desired)> {
+        check_url(&args.grafana.grafana_url)?;
+        let auth = auth(&args.grafana)?;
+        let lookup = |name: &str| std::env::var(name).ok();
+        let datasources = files::load_datasources(&args.datasources, &lookup)?;
+        files::check_correlations(&datasources)?;
+        let dashboards = files::load_dashboards(&args.dashboards, &datasources)?;
+        let client =
+            GrafanaClient::new(&args.grafana.grafana_url, auth, args.grafana.http_timeout)?;
+        Ok((
+            client,
+            Desired {
+                datasources,
+                dashboards,
+            },
+        ))
+    })();
+    let (client, desired) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("obs provision: {e:#}");
+            return exit::USAGE;
+        }
+    };
+    let waited = match provision::wait_healthy(&client, args.wait).await {
+        Ok(waited) => waited,
+        Err(e) => {
+            eprintln!("obs provision: {e}");
+            return exit::NOT_READY;
+        }
+    };
+    let options = Options {
+        dry_run: args.dry_run,
+        prune: args.prune,
+        skip_health_check: args.skip_health_check,
+    };
+    println!(
+        "{} {} ({})",
+        if args.dry_run {
+            "Dry run against"
+        } else {
+            "Provisioning"
+        },
+        client.base(),
+        client.auth().describe()
+    );
+    match provision::provision(&client, &desired, options, waited).await {
+        Ok(report) => {
+            print!("{report}");
+            if report.succeeded() {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(ProvisionError::Auth(e)) => {
+            eprintln!("obs provision: {e}");
+            exit::AUTH
+        }
+        Err(e) => {
+            eprintln!("obs provision: {e}");
+            exit::FAILED
+        }
+    }
+}
