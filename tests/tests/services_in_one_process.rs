@@ -23,7 +23,11 @@ async fn span_named(capture: &Capture, name: &str) -> CapturedSpan {
         if let Some(span) = capture.spans().into_iter().find(|s| s.name == name) {
             return span;
         }
-        assert!(Instant::now() < deadline, "no span {name:?}: {:#?}", capture.spans());
+        assert!(
+            Instant::now() < deadline,
+            "no span {name:?}: {:#?}",
+            capture.spans()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -36,7 +40,11 @@ async fn the_in_process_channel_carries_the_trace_like_nats_does() {
 
     let (sender, receiver) = tokio::sync::mpsc::channel(16);
     tokio::spawn(worker::consume_channel(receiver).with_subscriber(worker_t.subscriber()));
-    let orders_url = serve(orders::router_for(orders::Events::Channel(sender), &orders_t)).await;
+    let orders_url = serve(orders::router_for(
+        orders::Events::Channel(sender),
+        &orders_t,
+    ))
+    .await;
     let gateway_url = serve(gateway::router_for(
         gateway::Upstream::for_telemetry(orders_url, &gateway_t),
         &gateway_t,
@@ -60,9 +68,15 @@ async fn the_in_process_channel_carries_the_trace_like_nats_does() {
         assert_eq!(span.trace_id, gateway_server.trace_id, "{}", span.name);
     }
     assert_eq!(consumer.parent_span_id.as_ref(), Some(&producer.span_id));
-    assert_eq!(producer.parent_span_id.as_ref(), Some(&orders_server.span_id));
+    assert_eq!(
+        producer.parent_span_id.as_ref(),
+        Some(&orders_server.span_id)
+    );
     assert_eq!(orders_server.parent_span_id.as_ref(), Some(&client.span_id));
-    assert_eq!(client.parent_span_id.as_ref(), Some(&gateway_server.span_id));
+    assert_eq!(
+        client.parent_span_id.as_ref(),
+        Some(&gateway_server.span_id)
+    );
     assert_eq!(consumer.kind, "Consumer");
     assert_eq!(producer.attributes["messaging.system"], "in_process");
 
@@ -72,6 +86,16 @@ async fn the_in_process_channel_carries_the_trace_like_nats_does() {
         .find(|l| l.body == "order event processed")
         .expect("the worker logged");
     assert_eq!(processed.trace_id.as_ref(), Some(&gateway_server.trace_id));
-    assert!(gateway_t.scrape_metrics(None).body.contains("http_client_request_duration_seconds"));
-    assert!(orders_t.scrape_metrics(None).body.contains(r#"http_route="/orders/{id}""#));
+    assert!(
+        gateway_t
+            .scrape_metrics(None)
+            .body
+            .contains("http_client_request_duration_seconds")
+    );
+    assert!(
+        orders_t
+            .scrape_metrics(None)
+            .body
+            .contains(r#"http_route="/orders/{id}""#)
+    );
 }

@@ -105,7 +105,7 @@ impl Datasources {
 
 /// Expands `$VAR` and `${VAR}` from `lookup` the way Grafana's provisioning does; `$$` is a
 /// literal `$`, and a `$` not followed by a variable name stays as it is. An unset variable
-/// expands to the empty string.
+/// expands to the empty string (so `${__value.raw}` must be written `$${__value.raw}`).
 pub fn expand_env(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut out = String::with_capacity(input.len());
@@ -117,8 +117,10 @@ pub fn expand_env(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Strin
             out.push('$');
             rest = tail;
         } else if let Some(braced) = after.strip_prefix('{') {
+            // Like Grafana, `${…}` is a variable whatever it holds: an unescaped
+            // `${__value.raw}` expands to nothing. Write `$${__value.raw}` to keep it.
             match braced.find('}') {
-                Some(end) if end > 0 && braced[..end].chars().all(is_name) => {
+                Some(end) if end > 0 => {
                     out.push_str(&lookup(&braced[..end]).unwrap_or_default());
                     rest = &braced[end + 1..];
                 }
@@ -533,6 +535,7 @@ mod tests {
         assert_eq!(expand_env("http://${HOST}:3200", &env), "http://tempo:3200");
         assert_eq!(expand_env("a$$b", &env), "a$b");
         assert_eq!(expand_env("$${__value.raw}", &env), "${__value.raw}");
+        assert_eq!(expand_env("${__value.raw}", &env), "");
         assert_eq!(expand_env("$UNSET-x", &env), "-x");
         assert_eq!(expand_env("cost: 5$", &env), "cost: 5$");
     }

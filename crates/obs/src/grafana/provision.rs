@@ -182,13 +182,13 @@ impl fmt::Display for Report {
 pub enum ProvisionError {
     /// Grafana did not become healthy in time.
     #[error(
-        "Grafana at {url} was not healthy within {waited:?} (--wait / OBS_WAIT): last answer: {last}"
+        "Grafana at {url} was not healthy within {waited} (--wait / OBS_WAIT): last answer: {last}"
     )]
     NotHealthy {
         /// The URL polled.
         url: String,
         /// How long we waited.
-        waited: Duration,
+        waited: String,
         /// The last error.
         last: String,
     },
@@ -218,14 +218,15 @@ pub async fn wait_healthy(
             ),
             Err(e) => e.to_string(),
         };
-        if started.elapsed() + delay > wait {
+        let left = wait.saturating_sub(started.elapsed());
+        if left.is_zero() {
             return Err(ProvisionError::NotHealthy {
                 url: format!("{}/api/health", client.base()),
-                waited: started.elapsed(),
+                waited: format!("{:.1} s", started.elapsed().as_secs_f64()),
                 last,
             });
         }
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(delay.min(left)).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
