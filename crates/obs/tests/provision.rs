@@ -501,3 +501,30 @@ fn bad_files_and_flags_are_usage_errors_that_name_the_file() {
     assert!(run.stderr.contains("OBS_GRAFANA_URL"), "{run:?}");
     assert!(grafana.writes().is_empty());
 }
+
+#[test]
+fn a_title_taken_by_another_dashboard_is_a_clear_conflict() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    assert_eq!(obs(grafana.url(), &files, &[], &token_env()).code, Some(0));
+    // Same title, same folder, new uid: Grafana answers 412 name-exists.
+    let path = &files.dashboard_files()[0];
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let title = json["title"].as_str().unwrap().to_string();
+    json["uid"] = "renamed-uid".into();
+    std::fs::write(path, serde_json::to_string(&json).unwrap()).unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "a different dashboard titled {title:?} already exists"
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains(&path.file_name().unwrap().to_string_lossy().to_string()),
+        "{run:?}"
+    );
+}
