@@ -48,6 +48,86 @@ pub enum Command {
     /// compared, never written. Secrets are passed through, never printed.
     #[command(after_help = EXIT_CODES)]
     Provision(ProvisionArgs),
+    /// Prove that traces, logs and metrics reach Tempo, Jaeger, Loki and Prometheus, with
+    /// propagation intact.
+    ///
+    /// Emits a probe trace across two services over loopback HTTP (obs-probe →
+    /// obs-probe-downstream) through platform-telemetry, with a log line in each hop and a
+    /// metric, flushes it, then polls every given store concurrently until each check passes or
+    /// --timeout runs out. Only the stores you name are checked. The probe honors the standard
+    /// OTEL_EXPORTER_OTLP_* variables; --otlp-endpoint sets the general endpoint and per-signal
+    /// variables still override it (so traces can go straight to Tempo and logs to Loki).
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
+}
+
+const VERIFY_HELP: &str = "\
+JSON output (--format json): {\"trace_id\": str, \"run_id\": str, \"passed\": bool,
+  \"elapsed_seconds\": num, \"checks\": [{\"backend\": str, \"check\": str,
+  \"status\": \"pass\"|\"fail\"|\"skipped\", \"visible_after_seconds\": num|null, \"detail\": str}]}
+
+Exit codes:
+  0  every check passed
+  1  a check failed (the report says which, and why in plain words)
+  2  usage or configuration error";
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// The report as JSON, for CI.
+    Json,
+}
+
+/// `obs verify`.
+#[derive(Debug, Args, Clone)]
+pub struct VerifyArgs {
+    /// The general OTLP endpoint the probe exports to (e.g. http://collector:4318; a :4317 URL
+    /// selects gRPC unless OTEL_EXPORTER_OTLP_PROTOCOL says otherwise).
+    #[arg(long, env = "OBS_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Tempo's query URL (e.g. http://tempo:3200).
+    #[arg(long, env = "OBS_TEMPO")]
+    pub tempo: Option<String>,
+    /// Jaeger's query URL (e.g. http://jaeger:16686).
+    #[arg(long, env = "OBS_JAEGER")]
+    pub jaeger: Option<String>,
+    /// Loki's URL (e.g. http://loki:3100).
+    #[arg(long, env = "OBS_LOKI")]
+    pub loki: Option<String>,
+    /// Prometheus's URL (e.g. http://prometheus:9090).
+    #[arg(long, env = "OBS_PROMETHEUS")]
+    pub prometheus: Option<String>,
+    /// A real service the probe calls inside its trace (e.g. http://gateway:8080/orders/7).
+    #[arg(long, env = "OBS_TARGET")]
+    pub target: Option<String>,
+    /// Services the target must add to the trace (comma-separated, e.g. gateway,orders,worker).
+    #[arg(long, env = "OBS_TARGET_SERVICES", value_delimiter = ',')]
+    pub target_services: Vec<String>,
+    /// Grafana datasource files: follow their correlations as Grafana would ("" to skip).
+    #[arg(
+        long,
+        env = "OBS_DATASOURCES",
+        default_value = "grafana/provisioning/datasources"
+    )]
+    pub datasources: PathBuf,
+    /// Total time for the whole verification.
+    #[arg(long, env = "OBS_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Timeout of each HTTP call.
+    #[arg(long, env = "OBS_HTTP_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub http_timeout: Duration,
+    /// The largest accepted distance between a span's timestamps and obs's clock.
+    #[arg(long, env = "OBS_MAX_CLOCK_SKEW", default_value = "30s", value_parser = parse_duration)]
+    pub max_clock_skew: Duration,
+    /// Serve the probe's /metrics on this address while checking (for a Prometheus that
+    /// scrapes obs, e.g. 0.0.0.0:9465); without it the probe's metric goes out over OTLP only.
+    #[arg(long, env = "OBS_PROBE_METRICS_LISTEN")]
+    pub probe_metrics_listen: Option<std::net::SocketAddr>,
+    /// Output format.
+    #[arg(long, env = "OBS_FORMAT", value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// Where Grafana is and how to log in.

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod backends;
 pub mod cli;
 pub mod grafana;
 pub mod run;
+pub mod verify;

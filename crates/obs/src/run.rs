@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::cli::{Command, GrafanaArgs, ProvisionArgs, exit};
+use crate::cli::{Command, Format, GrafanaArgs, ProvisionArgs, VerifyArgs, exit};
 use crate::grafana::client::{Auth, GrafanaClient};
 use crate::grafana::files;
 use crate::grafana::provision::{self, Desired, Options, ProvisionError};
@@ -13,6 +13,7 @@ use crate::grafana::provision::{self, Desired, Options, ProvisionError};
 pub async fn run(command: Command) -> u8 {
     match command {
         Command::Provision(args) => provision_command(args).await,
+        Command::Verify(args) => verify_command(args).await,
     }
 }
 
@@ -146,6 +147,72 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("obs provision: {e}");
+            exit::FAILED
+        }
+    }
+}
+
+async fn verify_command(args: VerifyArgs) -> u8 {
+    let urls = [
+        ("--otlp-endpoint (OBS_OTLP_ENDPOINT)", &args.otlp_endpoint),
+        ("--tempo (OBS_TEMPO)", &args.tempo),
+        ("--jaeger (OBS_JAEGER)", &args.jaeger),
+        ("--loki (OBS_LOKI)", &args.loki),
+        ("--prometheus (OBS_PROMETHEUS)", &args.prometheus),
+        ("--target (OBS_TARGET)", &args.target),
+    ];
+    for (flag, url) in urls {
+        if let Some(url) = url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some());
+            if !ok {
+                eprintln!(
+                    "obs verify: {flag} {url:?} is not an http(s) URL; write it like http://tempo:3200"
+                );
+                return exit::USAGE;
+            }
+        }
+    }
+    let datasources = (!args.datasources.as_os_str().is_empty() && args.datasources.is_dir())
+        .then(|| args.datasources.clone());
+    let settings = crate::verify::Settings {
+        targets: crate::verify::Targets {
+            tempo: args.tempo,
+            jaeger: args.jaeger,
+            loki: args.loki,
+            prometheus: args.prometheus,
+        },
+        probe: crate::verify::probe::ProbeSettings {
+            otlp_endpoint: args.otlp_endpoint,
+            target: args.target,
+            metrics_listen: args.probe_metrics_listen,
+        },
+        target_services: args.target_services,
+        datasources,
+        timeout: args.timeout,
+        http_timeout: args.http_timeout,
+        max_clock_skew: args.max_clock_skew,
+    };
+    match crate::verify::verify(&settings).await {
+        Ok(report) => {
+            match args.format {
+                Format::Text => print!("{report}"),
+                Format::Json => match serde_json::to_string_pretty(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("obs verify: cannot render the report: {e}");
+                        return exit::FAILED;
+                    }
+                },
+            }
+            if report.passed {
+                exit::OK
+            } else {
+                exit::FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("obs verify: {e:#}");
             exit::FAILED
         }
     }
