@@ -30,7 +30,13 @@ Exit codes:
 
 /// obs: provisions Grafana from the repository's files, and proves telemetry arrives.
 #[derive(Debug, Parser)]
-#[command(name = "obs", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(
+    name = "obs",
+    version,
+    about,
+    long_about = None,
+    after_help = "Every flag also reads the OBS_* variable shown in its help. Exit codes: see each command's --help."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -59,6 +65,15 @@ pub enum Command {
     /// variables still override it (so traces can go straight to Tempo and logs to Loki).
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Run as the stack's sidecar: provision Grafana, then verify on an interval.
+    ///
+    /// Serves /healthz (alive), /readyz (200 once Grafana is provisioned), /metrics
+    /// (obs_verify_success, obs_verify_visible_seconds, obs_verify_runs_total,
+    /// obs_backend_up, obs_provision_last_success_timestamp_seconds) and /status (the last
+    /// report as JSON). A failed verification never stops it; SIGTERM does, cleanly.
+    Sidecar(Box<SidecarArgs>),
+    /// Exit 0 when the sidecar answers ready (for container healthchecks; no curl needed).
+    Health(HealthArgs),
 }
 
 const VERIFY_HELP: &str = "\
@@ -151,9 +166,6 @@ pub struct GrafanaArgs {
     /// File holding the basic-auth password.
     #[arg(long, env = "OBS_GRAFANA_PASSWORD_FILE")]
     pub grafana_password_file: Option<PathBuf>,
-    /// Timeout of each HTTP call to Grafana (e.g. 10s, 500ms).
-    #[arg(long, env = "OBS_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub http_timeout: Duration,
 }
 
 /// `obs provision`.
@@ -184,6 +196,43 @@ pub struct ProvisionArgs {
     /// Skip Grafana's own datasource test after applying.
     #[arg(long, env = "OBS_SKIP_HEALTH_CHECK")]
     pub skip_health_check: bool,
+    /// Timeout of each HTTP call to Grafana (e.g. 10s, 500ms).
+    #[arg(long, env = "OBS_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_timeout: Duration,
+}
+
+/// `obs sidecar`.
+#[derive(Debug, Args, Clone)]
+pub struct SidecarArgs {
+    /// Grafana connection.
+    #[command(flatten)]
+    pub grafana: GrafanaArgs,
+    /// Directory of dashboard JSON (subdirectories become folders).
+    #[arg(long, env = "OBS_DASHBOARDS", default_value = "dashboards")]
+    pub dashboards: PathBuf,
+    /// How long each provisioning attempt waits for Grafana to be healthy.
+    #[arg(long, env = "OBS_WAIT", default_value = "60s", value_parser = parse_duration)]
+    pub wait: Duration,
+    /// Do not provision Grafana; become ready at once.
+    #[arg(long, env = "OBS_NO_PROVISION")]
+    pub no_provision: bool,
+    /// Where to serve /healthz, /readyz, /metrics and /status.
+    #[arg(long, env = "OBS_LISTEN", default_value = "0.0.0.0:9464")]
+    pub listen: std::net::SocketAddr,
+    /// Time between verifications (jittered by ±10 %).
+    #[arg(long, env = "OBS_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// The verification to run on the interval.
+    #[command(flatten)]
+    pub verify: VerifyArgs,
+}
+
+/// `obs health`.
+#[derive(Debug, Args, Clone)]
+pub struct HealthArgs {
+    /// Where the sidecar serves (its /readyz is checked).
+    #[arg(long, env = "OBS_LISTEN", default_value = "0.0.0.0:9464")]
+    pub listen: std::net::SocketAddr,
 }
 
 /// Parses `60s`, `500ms`, `2m`, or a bare number of seconds.

@@ -6,4 +6,5 @@ pub mod backends;
 pub mod cli;
 pub mod grafana;
 pub mod run;
+pub mod sidecar;
 pub mod verify;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::cli::{Command, Format, GrafanaArgs, ProvisionArgs, VerifyArgs, exit};
+use crate::cli::{Command, Format, GrafanaArgs, ProvisionArgs, SidecarArgs, VerifyArgs, exit};
 use crate::grafana::client::{Auth, GrafanaClient};
 use crate::grafana::files;
 use crate::grafana::provision::{self, Desired, Options, ProvisionError};
@@ -14,6 +14,15 @@ pub async fn run(command: Command) -> u8 {
     match command {
         Command::Provision(args) => provision_command(args).await,
         Command::Verify(args) => verify_command(args).await,
+        Command::Sidecar(args) => sidecar_command(*args).await,
+        Command::Health(args) => {
+            if crate::sidecar::health(args.listen).await {
+                exit::OK
+            } else {
+                eprintln!("obs health: the sidecar at {} is not ready", args.listen);
+                exit::FAILED
+            }
+        }
     }
 }
 
@@ -93,8 +102,7 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
         let datasources = files::load_datasources(&args.datasources, &lookup)?;
         files::check_correlations(&datasources)?;
         let dashboards = files::load_dashboards(&args.dashboards, &datasources)?;
-        let client =
-            GrafanaClient::new(&args.grafana.grafana_url, auth, args.grafana.http_timeout)?;
+        let client = GrafanaClient::new(&args.grafana.grafana_url, auth, args.http_timeout)?;
         Ok((
             client,
             Desired {
@@ -152,7 +160,8 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
     }
 }
 
-async fn verify_command(args: VerifyArgs) -> u8 {
+/// Checks the verification flags and turns them into settings.
+fn verify_settings(args: VerifyArgs) -> anyhow::Result<(crate::verify::Settings, Format)> {
     let urls = [
         ("--otlp-endpoint (OBS_OTLP_ENDPOINT)", &args.otlp_endpoint),
         ("--tempo (OBS_TEMPO)", &args.tempo),
@@ -165,37 +174,48 @@ async fn verify_command(args: VerifyArgs) -> u8 {
         if let Some(url) = url {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
                 && reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some());
-            if !ok {
-                eprintln!(
-                    "obs verify: {flag} {url:?} is not an http(s) URL; write it like http://tempo:3200"
-                );
-                return exit::USAGE;
-            }
+            anyhow::ensure!(
+                ok,
+                "{flag} {url:?} is not an http(s) URL; write it like http://tempo:3200"
+            );
         }
     }
     let datasources = (!args.datasources.as_os_str().is_empty() && args.datasources.is_dir())
         .then(|| args.datasources.clone());
-    let settings = crate::verify::Settings {
-        targets: crate::verify::Targets {
-            tempo: args.tempo,
-            jaeger: args.jaeger,
-            loki: args.loki,
-            prometheus: args.prometheus,
+    Ok((
+        crate::verify::Settings {
+            targets: crate::verify::Targets {
+                tempo: args.tempo,
+                jaeger: args.jaeger,
+                loki: args.loki,
+                prometheus: args.prometheus,
+            },
+            probe: crate::verify::probe::ProbeSettings {
+                otlp_endpoint: args.otlp_endpoint,
+                target: args.target,
+                metrics_listen: args.probe_metrics_listen,
+            },
+            target_services: args.target_services,
+            datasources,
+            timeout: args.timeout,
+            http_timeout: args.http_timeout,
+            max_clock_skew: args.max_clock_skew,
         },
-        probe: crate::verify::probe::ProbeSettings {
-            otlp_endpoint: args.otlp_endpoint,
-            target: args.target,
-            metrics_listen: args.probe_metrics_listen,
-        },
-        target_services: args.target_services,
-        datasources,
-        timeout: args.timeout,
-        http_timeout: args.http_timeout,
-        max_clock_skew: args.max_clock_skew,
+        args.format,
+    ))
+}
+
+async fn verify_command(args: VerifyArgs) -> u8 {
+    let (settings, format) = match verify_settings(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("obs verify: {e:#}");
+            return exit::USAGE;
+        }
     };
     match crate::verify::verify(&settings).await {
         Ok(report) => {
-            match args.format {
+            match format {
                 Format::Text => print!("{report}"),
                 Format::Json => match serde_json::to_string_pretty(&report) {
                     Ok(json) => println!("{json}"),
@@ -213,6 +233,70 @@ async fn verify_command(args: VerifyArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("obs verify: {e:#}");
+            exit::FAILED
+        }
+    }
+}
+
+async fn sidecar_command(args: SidecarArgs) -> u8 {
+    let telemetry = match platform_telemetry::builder()
+        .service_name("obs")
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .init()
+    {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("obs sidecar: cannot start telemetry: {e}");
+            return exit::FAILED;
+        }
+    };
+    let prepared = (|| -> anyhow::Result<_> {
+        let http_timeout = args.verify.http_timeout;
+        let provision = if args.no_provision {
+            None
+        } else {
+            check_url(&args.grafana.grafana_url)?;
+            let auth = auth(&args.grafana)?;
+            let lookup = |name: &str| std::env::var(name).ok();
+            let datasources = files::load_datasources(&args.verify.datasources, &lookup)?;
+            files::check_correlations(&datasources)?;
+            let dashboards = files::load_dashboards(&args.dashboards, &datasources)?;
+            let client = GrafanaClient::new(
+                &args.grafana.grafana_url,
+                auth,
+                http_timeout.max(std::time::Duration::from_secs(10)),
+            )?;
+            Some((
+                client,
+                Desired {
+                    datasources,
+                    dashboards,
+                },
+            ))
+        };
+        let (verify, _) = verify_settings(args.verify.clone())?;
+        Ok(crate::sidecar::SidecarConfig {
+            listen: args.listen,
+            provision,
+            grafana_wait: args.wait,
+            verify,
+            interval: args.interval,
+        })
+    })();
+    let config = match prepared {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "obs sidecar: bad configuration");
+            eprintln!("obs sidecar: {e:#}");
+            return exit::USAGE;
+        }
+    };
+    let result = crate::sidecar::run(config, telemetry.telemetry().clone()).await;
+    drop(telemetry);
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("obs sidecar: {e:#}");
             exit::FAILED
         }
     }
