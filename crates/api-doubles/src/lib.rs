@@ -6,10 +6,26 @@
 //! be started from synchronous tests and from `#[tokio::test]` alike; dropping it stops it.
 //!
 //! - [`grafana`]: Grafana 12's HTTP API for health, data sources, folders, dashboards and search.
+//! - [`tempo`]: Tempo 3's trace-by-id (v1, v2), TraceQL search and readiness, fed by real OTLP.
+//! - [`loki`]: Loki 3's native OTLP intake, LogQL `query_range`, labels and readiness.
+//! - [`jaeger`]: Jaeger v2's `/api/v3` and legacy `/api/traces`, its health check, fed by OTLP.
+//! - [`collector`]: one OTLP intake fanning traces out to Tempo and Jaeger and logs to Loki.
+//!
+//! The trace and log stores can be made slow ([`tempo::TempoDouble::visible_after`]), not ready,
+//! down (port closed) or forgetful (`drop_spans`, `forget_trace`), for failure-path tests.
 
+pub mod collector;
+mod common;
 pub mod grafana;
+pub mod jaeger;
+pub mod loki;
+mod otlp_json;
+pub mod tempo;
+mod trace_store;
 
 use std::net::TcpListener;
+
+pub use common::StoreError;
 
 /// A port on `127.0.0.1` that was free a moment ago, for a double started later with
 /// `start_on` (for example "Grafana is slow to start": the client is pointed at the port first,
@@ -17,4 +33,17 @@ use std::net::TcpListener;
 pub fn reserve_port() -> std::io::Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+/// A response recorded from a real upstream server, from `shared/upstream-samples/` (see its
+/// README): `.json` files are the body; `.txt` files are the body, then a line `HTTP <status>`.
+///
+/// # Panics
+/// When the file cannot be read: a test fixture is missing.
+pub fn sample(name: &str) -> String {
+    let path = format!(
+        "{}/../../../shared/upstream-samples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read sample {path}: {e}"))
 }

@@ -503,8 +503,9 @@ async fn loki_correlations(
     checks
 }
 
-/// The LogQL Grafana runs for a Tempo → Loki link (`tracesToLogsV2` without a custom query):
-/// the mapped tags as the stream selector, and the trace id as a line filter.
+/// The LogQL Grafana runs for a Tempo → Loki link (`tracesToLogsV2`): the custom query with
+/// `${__tags}` and `${__trace.traceId}` interpolated, or else the mapped tags as the stream
+/// selector and, with `filterByTraceID`, the trace id as a line filter.
 pub fn render_traces_to_logs(config: &Value, service: &str, trace_id: &str) -> String {
     let mut selectors = Vec::new();
     for tag in config["tags"].as_array().into_iter().flatten() {
@@ -520,7 +521,15 @@ pub fn render_traces_to_logs(config: &Value, service: &str, trace_id: &str) -> S
     if selectors.is_empty() {
         selectors.push(format!("service_name=\"{service}\""));
     }
-    let mut query = format!("{{{}}}", selectors.join(","));
+    let tags = selectors.join(", ");
+    if config["customQuery"].as_bool() == Some(true)
+        && let Some(query) = config["query"].as_str()
+    {
+        return query
+            .replace("${__tags}", &tags)
+            .replace("${__trace.traceId}", trace_id);
+    }
+    let mut query = format!("{{{tags}}}");
     if config["filterByTraceID"].as_bool().unwrap_or(false) {
         query.push_str(&format!(" |=\"{trace_id}\""));
     }
@@ -828,5 +837,43 @@ impl std::fmt::Display for Report {
             },
             self.elapsed_seconds
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_to_logs_queries_render_as_grafana_renders_them() {
+        let default = serde_json::json!({"filterByTraceID": true, "tags": [{"key": "service.name", "value": "service_name"}]});
+        assert_eq!(
+            render_traces_to_logs(&default, "orders", "abc"),
+            "{service_name=\"orders\"} |=\"abc\""
+        );
+        let custom = serde_json::json!({
+            "customQuery": true,
+            "query": "{${__tags}} | trace_id=\"${__trace.traceId}\"",
+            "tags": [{"key": "service.name", "value": "service_name"}]
+        });
+        assert_eq!(
+            render_traces_to_logs(&custom, "orders", "abc"),
+            "{service_name=\"orders\"} | trace_id=\"abc\""
+        );
+    }
+
+    #[test]
+    fn derived_fields_match_labels_or_lines() {
+        let line = loki::Line {
+            fields: serde_json::json!({"trace_id": "abc", "service_name": "x"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            line: r#"{"trace_id":"def"}"#.to_string(),
+        };
+        let by_label = serde_json::json!({"matcherType": "label", "matcherRegex": "^trace_id$"});
+        let by_regex = serde_json::json!({"matcherRegex": "\"trace_id\":\"(\\w+)\""});
+        assert_eq!(derived_value(&by_label, &line).as_deref(), Some("abc"));
+        assert_eq!(derived_value(&by_regex, &line).as_deref(), Some("def"));
     }
 }

@@ -95,7 +95,8 @@ fn probe_env(settings: &ProbeSettings) -> BTreeMap<String, String> {
     env.insert("OTEL_TRACES_SAMPLER".into(), "always_on".into());
     env.insert("OTEL_TRACES_EXPORTER".into(), "otlp".into());
     env.insert("OTEL_LOGS_EXPORTER".into(), "otlp".into());
-    env.insert("OTEL_METRICS_EXPORTER".into(), "otlp,prometheus".into());
+    env.entry("OTEL_METRICS_EXPORTER".into())
+        .or_insert_with(|| "otlp,prometheus".into());
     env.insert("RUST_LOG".into(), "info".into());
     if let Some(endpoint) = &settings.otlp_endpoint {
         env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.clone());

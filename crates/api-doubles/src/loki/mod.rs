@@ -1,0 +1,403 @@
+//! A double of Grafana Loki 3's native OTLP intake and query API, on one port (Loki's 3100).
+//!
+//! Followed: the Loki HTTP API reference (`/ready`, `GET /loki/api/v1/query_range`,
+//! `/loki/api/v1/query`, `/loki/api/v1/labels`, `/loki/api/v1/label/<name>/values`), "Ingesting
+//! logs to Loki using OpenTelemetry Collector" (`POST /otlp/v1/logs`, protobuf or JSON, with
+//! `allow_structured_metadata: true`), Loki's `pkg/loghttp/push/otlp.go` (mapping in
+//! `store.rs`) and the answers recorded from Loki main after 3.8.0 in `shared/upstream-samples`:
+//! `loki_query_range_by_trace_id.json` (one stream per distinct set of index labels plus
+//! structured metadata, values `[ns-string, line]`, a full `stats` object),
+//! `loki_query_range_bad_query.txt` (400, plain-text parse error), `loki_instant_log_query.txt`
+//! (400), `loki_ready.txt` (`ready\n`; 503 `Ingester not ready: waiting for 15s after being
+//! ready` while starting), `loki_otlp_push_no_service_name.txt` (204, `service_name` becomes
+//! `unknown_service`), `loki_otlp_push_malformed.txt` (400, plain text). Entries more than 10
+//! minutes in the future or older than a week are refused (400) as with Loki's default limits.
+//!
+//! Query parameters: `start`/`end` as Loki parses them (nanoseconds, seconds when at most 10
+//! digits, float seconds, or RFC 3339; default the last hour), `limit` (default 100),
+//! `direction` (`backward` by default). LogQL subset (`logql.rs`): a stream selector
+//! with `=`, `!=`, `=~`, `!~`, then line filters `|=`, `!=`, `|~`, `!~` and label filters
+//! `| name="v"` over labels and structured metadata.
+//!
+//! Not modelled: the native `/loki/api/v1/push`, metric queries, `| json`/`| logfmt` and other
+//! parsers, `X-Scope-OrgID` tenants, categorized labels (`X-Loki-Response-Encoding-Flags`),
+//! `/loki/api/v1/series`, `/index/*`, line-size and rate limits, OTLP over gRPC (Loki has none),
+//! HTTP/2. Queries answer even while `/ready` says 503. While "down", the port is closed.
+
+mod logql;
+mod store;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use otlp_receiver::{ReceivedLogRecord, Transport};
+use serde_json::{Value, json};
+
+use crate::common::{
+    self, DoubleThread, Readiness, RecordedRequest, Requests, StoreError, Switch, lock,
+};
+use crate::trace_store::parse_hex_id;
+use store::LogStore;
+
+#[derive(Debug, Default)]
+struct Settings {
+    visible_after: Duration,
+    readiness: Readiness,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) logs: Mutex<LogStore>,
+    settings: Mutex<Settings>,
+}
+
+type AppState = State<Arc<Shared>>;
+type Labels = Vec<(String, String)>;
+
+/// A running Loki double; dropping it stops it and frees its port.
+#[derive(Debug)]
+pub struct LokiDouble {
+    shared: Arc<Shared>,
+    requests: Requests,
+    url: String,
+    switch: Switch,
+    _thread: DoubleThread,
+}
+
+impl LokiDouble {
+    /// Starts on a free port of `127.0.0.1`.
+    pub fn start() -> Result<Self, StoreError> {
+        Self::start_on(0)
+    }
+
+    /// Starts on `port` (see [`crate::reserve_port`]).
+    pub fn start_on(port: u16) -> Result<Self, StoreError> {
+        let (listener, port) = common::bind(port)?;
+        let shared = Arc::new(Shared::default());
+        let requests = Requests::default();
+        let app = Router::new()
+            .route("/ready", get(ready))
+            .route("/otlp/v1/logs", post(push))
+            .route("/loki/api/v1/query_range", get(query_range))
+            .route("/loki/api/v1/query", get(instant_query))
+            .route("/loki/api/v1/labels", get(labels))
+            .route("/loki/api/v1/label/{name}/values", get(label_values))
+            .fallback(async || common::text(404, "404 page not found\n"))
+            .with_state(Arc::clone(&shared))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&requests),
+                common::record,
+            ));
+        let mut switch = Switch::new();
+        let port_switch = switch.port();
+        let thread =
+            DoubleThread::spawn("loki", move || common::serve(listener, app, port_switch))?;
+        Ok(Self {
+            shared,
+            requests,
+            url: format!("http://127.0.0.1:{port}"),
+            switch,
+            _thread: thread,
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The OTLP/HTTP base endpoint an `otlphttp` exporter is given: `{url}/otlp`.
+    pub fn otlp_endpoint(&self) -> String {
+        format!("{}/otlp", self.url)
+    }
+
+    /// Sets the server's clock to `now` (it keeps running from there). Loki accepts entries at
+    /// most a week old and 10 minutes ahead of its clock; replaying recorded samples needs the
+    /// clock of the day they were recorded.
+    pub fn set_clock(&self, now: std::time::SystemTime) {
+        let at = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+                .unwrap_or(0)
+        };
+        lock(&self.shared.logs).clock_offset_ns = at(now) - at(std::time::SystemTime::now());
+    }
+
+    /// Queries show an entry only this long after it arrived (default: at once).
+    pub fn visible_after(&self, lag: Duration) {
+        lock(&self.shared.settings).visible_after = lag;
+    }
+
+    /// `/ready` answers 200 `ready` when `true`, else 503 `Ingester not ready: …`.
+    pub fn set_ready(&self, ready: bool) {
+        lock(&self.shared.settings).readiness.ready = ready;
+    }
+
+    /// The next `calls` calls of `/ready` answer 503 (a Loki still starting).
+    pub fn not_ready_for(&self, calls: u32) {
+        lock(&self.shared.settings).readiness.not_ready_calls = calls;
+    }
+
+    /// Goes down: the port is closed, open connections dropped. Stored data is kept.
+    pub fn set_down(&self) {
+        self.switch.set_down();
+    }
+
+    /// Comes back up on the same port.
+    pub fn set_up(&self) {
+        self.switch.set_up();
+    }
+
+    /// Loses every stored and future log record for which `predicate` holds.
+    pub fn drop_logs(
+        &self,
+        predicate: impl Fn(&ReceivedLogRecord) -> bool + Send + Sync + 'static,
+    ) {
+        lock(&self.shared.logs).drop_logs(Box::new(predicate));
+    }
+
+    /// Loses every stored and future record of trace `id` (hex); `false` when `id` is not one.
+    pub fn forget_trace(&self, id: &str) -> bool {
+        parse_hex_id(id)
+            .map(|id| lock(&self.shared.logs).forget(id))
+            .is_some()
+    }
+
+    /// Every record stored (visible yet or not), oldest first.
+    pub fn records(&self) -> Vec<ReceivedLogRecord> {
+        lock(&self.shared.logs).records()
+    }
+
+    /// Every request answered so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.requests).clone()
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+}
+
+impl Shared {
+    /// Stores records as Loki's distributor would; `Err` joins the refusals (Loki's 400 body).
+    pub(crate) fn ingest(&self, records: &[ReceivedLogRecord]) -> Result<(), String> {
+        let mut logs = lock(&self.logs);
+        let errors: Vec<String> = records.iter().filter_map(|r| logs.push(r).err()).collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+}
+
+async fn ready(State(s): AppState) -> Response {
+    if lock(&s.settings).readiness.check() {
+        common::text(200, "ready\n")
+    } else {
+        common::text(
+            503,
+            "Ingester not ready: waiting for 15s after being ready\n",
+        )
+    }
+}
+
+async fn push(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let body = if header("content-encoding").eq_ignore_ascii_case("gzip") {
+        let mut out = Vec::new();
+        match flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out) {
+            Ok(_) => out,
+            Err(e) => return common::text(400, e.to_string()),
+        }
+    } else {
+        body.to_vec()
+    };
+    let content_type = header("content-type");
+    let request = match content_type.split(';').next().map(str::trim) {
+        Some("application/x-protobuf") => {
+            prost::Message::decode(&body[..]).map_err(|e| format!("proto: {e}"))
+        }
+        Some("application/json") => serde_json::from_slice::<ExportLogsServiceRequest>(&body)
+            .map_err(|e| format!("ReadObject: {e}, error found in #{} byte", e.column())),
+        _ => Err(format!("content type: {content_type} is not supported")),
+    };
+    let request: ExportLogsServiceRequest = match request {
+        Ok(request) => request,
+        Err(message) => return common::text(400, message),
+    };
+    let mut records = Vec::new();
+    for rl in request.resource_logs {
+        let resource = rl.resource.unwrap_or_default();
+        for sl in rl.scope_logs {
+            let scope = sl.scope.unwrap_or_default();
+            records.extend(sl.log_records.into_iter().map(|record| ReceivedLogRecord {
+                resource: resource.clone(),
+                scope: scope.clone(),
+                record,
+                transport: Transport::Http,
+            }));
+        }
+    }
+    match s.ingest(&records) {
+        Ok(()) => axum::http::StatusCode::NO_CONTENT.into_response(),
+        Err(message) => common::text(400, message),
+    }
+}
+
+/// Loki's `parseTimestamp`, in Unix nanoseconds.
+fn parse_time(value: &str) -> Option<i128> {
+    if value.contains('.')
+        && let Ok(secs) = value.parse::<f64>()
+    {
+        return Some((secs * 1e9).round() as i128);
+    }
+    match value.parse::<i64>() {
+        Ok(n) if value.len() <= 10 => Some(i128::from(n) * 1_000_000_000),
+        Ok(n) => Some(i128::from(n)),
+        Err(_) => common::parse_rfc3339(value),
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    common::text(400, message)
+}
+
+async fn query_range(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
+    let pairs = common::query_pairs(raw.as_deref());
+    let q = common::param(&pairs, "query").unwrap_or_default();
+    let query = match logql::parse(q) {
+        Ok(query) => query,
+        Err(message) => return bad_request(message),
+    };
+    let now = i128::from(common::now_nanos());
+    let time =
+        |name: &str, default: i128| match common::param(&pairs, name).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => parse_time(v).ok_or_else(|| format!("invalid {name}: cannot parse {v:?}")),
+        };
+    let end = match time("end", now) {
+        Ok(end) => end,
+        Err(message) => return bad_request(message),
+    };
+    let start = match time("start", end - 3_600_000_000_000) {
+        Ok(start) => start,
+        Err(message) => return bad_request(message),
+    };
+    if end < start {
+        return bad_request("end timestamp must not be before or equal to start time");
+    }
+    let limit = match common::param(&pairs, "limit")
+        .filter(|v| !v.is_empty())
+        .map(str::parse::<i64>)
+    {
+        None => 100,
+        Some(Ok(limit)) if limit > 0 => limit,
+        Some(_) => return bad_request("limit must be a positive value"),
+    };
+    let forward = match common::param(&pairs, "direction")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("" | "backward") => false,
+        Some("forward") => true,
+        Some(other) => return bad_request(format!("invalid direction '{other}'")),
+    };
+    let lag = lock(&s.settings).visible_after;
+    let logs = lock(&s.logs);
+    let mut hits: Vec<&store::Entry> = logs
+        .visible(lag)
+        .filter(|e| {
+            (start..end).contains(&i128::from(e.ts)) || (start == end && i128::from(e.ts) == start)
+        })
+        .filter(|e| query.matches(&e.labels, &e.metadata, &e.line))
+        .collect();
+    let scanned_bytes: usize = hits.iter().map(|e| e.line.len()).sum();
+    let scanned_lines = hits.len();
+    hits.sort_by_key(|e| e.ts);
+    if !forward {
+        hits.reverse();
+    }
+    hits.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let mut streams: Vec<(Labels, Vec<Value>)> = Vec::new();
+    let mut metadata_bytes = 0;
+    for e in &hits {
+        let mut fields: Vec<(String, String)> = e.labels.clone();
+        for (k, v) in &e.metadata {
+            metadata_bytes += k.len() + v.len();
+            if !fields.iter().any(|(name, _)| name == k) {
+                fields.push((k.clone(), v.clone()));
+            }
+        }
+        fields.sort();
+        let value = json!([e.ts.to_string(), e.line]);
+        match streams.iter_mut().find(|(f, _)| *f == fields) {
+            Some((_, values)) => values.push(value),
+            None => streams.push((fields, vec![value])),
+        }
+    }
+    let result: Vec<Value> = streams
+        .into_iter()
+        .map(|(fields, values)| {
+            let stream: serde_json::Map<String, Value> =
+                fields.into_iter().map(|(k, v)| (k, json!(v))).collect();
+            json!({ "stream": stream, "values": values })
+        })
+        .collect();
+    let stats = store::stats(scanned_lines, scanned_bytes, hits.len(), metadata_bytes);
+    let data = json!({ "resultType": "streams", "result": result, "stats": stats });
+    common::json(200, &json!({ "status": "success", "data": data }))
+}
+
+async fn instant_query(RawQuery(raw): RawQuery) -> Response {
+    let pairs = common::query_pairs(raw.as_deref());
+    let q = common::param(&pairs, "query").unwrap_or_default();
+    if logql::is_metric_query(q) {
+        return bad_request(format!(
+            "not modelled by the Loki double (metric queries): {q}"
+        ));
+    }
+    match logql::parse(q) {
+        Err(message) => bad_request(message),
+        Ok(_) => bad_request(
+            "log queries are not supported as an instant query type, please change your query to \
+             a range query type",
+        ),
+    }
+}
+
+fn visible_labels(s: &Shared) -> Vec<(String, String)> {
+    let lag = lock(&s.settings).visible_after;
+    let logs = lock(&s.logs);
+    let set: BTreeSet<(String, String)> =
+        logs.visible(lag).flat_map(|e| e.labels.clone()).collect();
+    set.into_iter().collect()
+}
+
+async fn labels(State(s): AppState) -> Response {
+    let names: BTreeSet<String> = visible_labels(&s).into_iter().map(|(k, _)| k).collect();
+    common::json(200, &json!({ "status": "success", "data": names }))
+}
+
+async fn label_values(State(s): AppState, Path(name): Path<String>) -> Response {
+    let values: BTreeSet<String> = visible_labels(&s)
+        .into_iter()
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .collect();
+    common::json(200, &json!({ "status": "success", "data": values }))
+}

@@ -1,0 +1,359 @@
+//! A double of Grafana Tempo 3's query API, fed by real OTLP.
+//!
+//! Followed: the "Tempo HTTP API" page (`/ready`, `GET /api/traces/<traceID>`,
+//! `GET /api/v2/traces/<traceID>`, `GET /api/search?q=&start=&end=&limit=&spss=`, `/api/echo`),
+//! Tempo's `pkg/util/traceid.go` (ids: hex, case-insensitive, left-padded to 128 bits, at most 32
+//! digits; search answers them without leading zeros) and `pkg/api/http.go` (parameter errors),
+//! and the answers recorded from Tempo 3.1.0-dev in `shared/upstream-samples`:
+//! `tempo_v2_trace_found.json` (`{"trace":{"resourceSpans":[…]},"metrics":{}}`, base64 ids, enum
+//! names, nanoseconds as strings), `tempo_v2_trace_missing.txt` (**200**
+//! `{"trace":{},"metrics":{}}`),
+//! `tempo_v1_trace_found.json` (`{"batches":[…]}`), `tempo_v1_trace_missing.txt` (404, empty
+//! body), `tempo_search_traceql.json`, `tempo_ready.txt` (`ready\n`). Invalid ids and queries
+//! answer 400 in plain text with Tempo's messages (`trace IDs can only contain hex characters: …`,
+//! `invalid TraceQL query: parse error at line 1, col N: …`); TraceQL subset (file `traceql.rs`):
+//! one spanset of comparisons joined by `&&`/`||` on `resource.`/`span.`/`.` attributes and the
+//! intrinsics `name`, `status`, `kind`, `duration`, `statusMessage`.
+//!
+//! Intake: a real OTLP receiver (crate `otlp-receiver`: gRPC, and HTTP with protobuf bodies) on
+//! its own ports, as Tempo's distributor listens on 4317/4318. Real search lags by-id by about
+//! 30 s: [`TempoDouble::visible_after`] and [`TempoDouble::searchable_after`] are separate.
+//!
+//! Not modelled: OTLP/HTTP JSON intake (the receiver answers 415), `Accept: application/protobuf`,
+//! the by-id `start`/`end` window, multi-tenancy (`X-Scope-OrgID`), tag endpoints, TraceQL
+//! metrics, search with `tags=`/`minDuration`, search's `metrics` beyond plausible counters, and
+//! HTTP/2 on the query port. Queries answer even while `/ready` says 503; its 503 body (Tempo
+//! 3 has no ingesters) is a guess, settable with [`TempoDouble::set_not_ready_reason`]. While
+//! "down", the query port is closed and OTLP exports are refused with UNAVAILABLE / 503.
+
+mod traceql;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use axum::routing::get;
+use otlp_receiver::{Behavior, OtlpReceiver, ReceivedSpan};
+use serde_json::{Value, json};
+
+use crate::common::{
+    self, DoubleThread, Readiness, RecordedRequest, Requests, StoreError, Switch, lock,
+};
+use crate::otlp_json::{self, TEMPO};
+use crate::trace_store::{TraceStore, parse_hex_id};
+
+#[derive(Debug, Default)]
+struct Settings {
+    visible_after: Duration,
+    searchable_after: Duration,
+    readiness: Readiness,
+    not_ready_reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) traces: Mutex<TraceStore>,
+    state: Mutex<Settings>,
+}
+
+type AppState = State<Arc<Shared>>;
+
+/// A running Tempo double; dropping it stops it and frees its ports.
+#[derive(Debug)]
+pub struct TempoDouble {
+    shared: Arc<Shared>,
+    requests: Requests,
+    receiver: Arc<OtlpReceiver>,
+    url: String,
+    switch: Switch,
+    _thread: DoubleThread,
+}
+
+impl TempoDouble {
+    /// Starts on free ports of `127.0.0.1`.
+    pub fn start() -> Result<Self, StoreError> {
+        Self::start_on(0)
+    }
+
+    /// Starts with the query API on `port` (see [`crate::reserve_port`]); OTLP on free ports.
+    pub fn start_on(port: u16) -> Result<Self, StoreError> {
+        let (listener, port) = common::bind(port)?;
+        let shared = Arc::new(Shared::default());
+        let requests = Requests::default();
+        let app = router(Arc::clone(&shared), Arc::clone(&requests));
+        let mut switch = Switch::new();
+        let port_switch = switch.port();
+        let (reply, replied) = std::sync::mpsc::channel();
+        let store = Arc::clone(&shared);
+        let thread = DoubleThread::spawn("tempo", move || async move {
+            let Some(receiver) = common::start_receiver("tempo", reply).await else {
+                return;
+            };
+            tokio::spawn(common::pump(receiver, move |spans, _| {
+                lock(&store.traces).ingest(spans);
+            }));
+            common::serve(listener, app, port_switch).await;
+        })?;
+        let receiver = common::await_receiver("tempo", &replied)?;
+        Ok(Self {
+            shared,
+            requests,
+            receiver,
+            url: format!("http://127.0.0.1:{port}"),
+            switch,
+            _thread: thread,
+        })
+    }
+
+    /// The query API, `http://127.0.0.1:<port>` (Tempo's 3200), without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The OTLP/gRPC endpoint (Tempo's 4317), `http://127.0.0.1:<port>`.
+    pub fn otlp_grpc_endpoint(&self) -> String {
+        self.receiver.grpc_endpoint()
+    }
+
+    /// The OTLP/HTTP base endpoint (Tempo's 4318), without `/v1/traces`.
+    pub fn otlp_http_endpoint(&self) -> String {
+        self.receiver.http_endpoint()
+    }
+
+    /// Trace-by-id shows a span only this long after it arrived (default: at once).
+    pub fn visible_after(&self, lag: Duration) {
+        lock(&self.shared.state).visible_after = lag;
+    }
+
+    /// Search finds a span only this long after it arrived (default: at once; real Tempo lags
+    /// trace-by-id by about 30 s).
+    pub fn searchable_after(&self, lag: Duration) {
+        lock(&self.shared.state).searchable_after = lag;
+    }
+
+    /// `/ready` answers 200 `ready` when `true`, else 503 with the not-ready reason.
+    pub fn set_ready(&self, ready: bool) {
+        lock(&self.shared.state).readiness.ready = ready;
+    }
+
+    /// The next `calls` calls of `/ready` answer 503 (a Tempo still starting).
+    pub fn not_ready_for(&self, calls: u32) {
+        lock(&self.shared.state).readiness.not_ready_calls = calls;
+    }
+
+    /// The 503 body of `/ready` (default `Ingester not ready: waiting for 15s after being ready`).
+    pub fn set_not_ready_reason(&self, reason: &str) {
+        lock(&self.shared.state).not_ready_reason = Some(reason.to_owned());
+    }
+
+    /// Goes down: the query port is closed (connections refused, open ones dropped) and OTLP
+    /// exports are refused with UNAVAILABLE / 503. Stored data is kept.
+    pub fn set_down(&self) {
+        self.receiver.set_behavior(Behavior::Reject {
+            grpc: tonic::Code::Unavailable,
+            http_status: 503,
+        });
+        self.switch.set_down();
+    }
+
+    /// Comes back up on the same ports.
+    pub fn set_up(&self) {
+        self.receiver.set_behavior(Behavior::Accept);
+        self.switch.set_up();
+    }
+
+    /// Loses every stored and future span for which `predicate` holds.
+    pub fn drop_spans(&self, predicate: impl Fn(&ReceivedSpan) -> bool + Send + Sync + 'static) {
+        lock(&self.shared.traces).drop_spans(Box::new(predicate));
+    }
+
+    /// Loses every stored and future span of trace `id` (hex, leading zeros optional).
+    /// Returns `false` when `id` is not a trace id.
+    pub fn forget_trace(&self, id: &str) -> bool {
+        parse_hex_id(id)
+            .map(|id| lock(&self.shared.traces).forget(id))
+            .is_some()
+    }
+
+    /// Every span stored (visible yet or not), oldest first.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        lock(&self.shared.traces).all()
+    }
+
+    /// Every query request answered so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.requests).clone()
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+}
+
+fn router(shared: Arc<Shared>, requests: Requests) -> Router {
+    Router::new()
+        .route("/ready", get(ready))
+        .route("/api/echo", get(async || "echo"))
+        .route("/api/v2/traces/{id}", get(trace_v2))
+        .route("/api/traces/{id}", get(trace_v1))
+        .route("/api/search", get(search))
+        .fallback(async || common::text(404, "404 page not found\n"))
+        .with_state(shared)
+        .layer(axum::middleware::from_fn_with_state(
+            requests,
+            common::record,
+        ))
+}
+
+async fn ready(State(s): AppState) -> Response {
+    let mut state = lock(&s.state);
+    if state.readiness.check() {
+        return common::text(200, "ready\n");
+    }
+    let reason = state.not_ready_reason.clone();
+    let reason =
+        reason.unwrap_or_else(|| "Ingester not ready: waiting for 15s after being ready".into());
+    common::text(503, format!("{reason}\n"))
+}
+
+/// Tempo's `HexStringToTraceID`: hex digits only, at most 128 bits, left-padded with zeros.
+fn parse_trace_id(id: &str) -> Result<[u8; 16], String> {
+    if let Some((i, c)) = id.chars().enumerate().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        let position = i + 1;
+        return Err(format!(
+            "trace IDs can only contain hex characters: invalid character '{c}' at position {position}"
+        ));
+    }
+    let digits = if id.len() % 2 == 1 {
+        format!("0{id}")
+    } else {
+        id.to_owned()
+    };
+    if digits.len() > 32 {
+        return Err("trace IDs can't be larger than 128 bits".into());
+    }
+    parse_hex_id(&digits).ok_or_else(|| "trace IDs can't be empty".into())
+}
+
+/// The trace's `resourceSpans`, or Tempo's 400 message for a malformed id.
+fn by_id(s: &Shared, id: &str) -> Result<Vec<Value>, String> {
+    let id = parse_trace_id(id)?;
+    let lag = lock(&s.state).visible_after;
+    let traces = lock(&s.traces);
+    let spans = traces.trace(&id, lag);
+    Ok(otlp_json::resource_spans(&spans, TEMPO))
+}
+
+async fn trace_v2(State(s): AppState, Path(id): Path<String>) -> Response {
+    match by_id(&s, &id) {
+        Err(message) => common::text(400, format!("{message}\n")),
+        Ok(batches) if batches.is_empty() => {
+            common::json(200, &json!({ "trace": {}, "metrics": {} }))
+        }
+        Ok(batches) => {
+            let body = json!({ "trace": { "resourceSpans": batches }, "metrics": {} });
+            common::json(200, &body)
+        }
+    }
+}
+
+async fn trace_v1(State(s): AppState, Path(id): Path<String>) -> Response {
+    match by_id(&s, &id) {
+        Err(message) => common::text(400, format!("{message}\n")),
+        Ok(batches) if batches.is_empty() => common::text(404, ""),
+        Ok(batches) => common::json(200, &json!({ "batches": batches })),
+    }
+}
+
+/// Parses an optional integer parameter as Tempo does (`invalid <name>: strconv…`).
+fn int_param(pairs: &[(String, String)], name: &str) -> Result<Option<i64>, String> {
+    let Some(raw) = common::param(pairs, name).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    raw.parse::<i64>().map(Some).map_err(|_| {
+        let func = if name == "limit" || name == "spss" {
+            "Atoi"
+        } else {
+            "ParseInt"
+        };
+        format!("invalid {name}: strconv.{func}: parsing {raw:?}: invalid syntax\n")
+    })
+}
+
+async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
+    let pairs = common::query_pairs(raw.as_deref());
+    let query = match traceql::parse(common::param(&pairs, "q").unwrap_or_default()) {
+        Ok(query) => query,
+        Err(message) => return common::text(400, format!("{message}\n")),
+    };
+    let params = (|| {
+        let limit = int_param(&pairs, "limit")?;
+        let spss = int_param(&pairs, "spss")?;
+        Ok::<_, String>((
+            limit,
+            spss,
+            int_param(&pairs, "start")?,
+            int_param(&pairs, "end")?,
+        ))
+    })();
+    let (limit, spss, start, end) = match params {
+        Ok(params) => params,
+        Err(message) => return common::text(400, message),
+    };
+    if limit.is_some_and(|l| l <= 0) {
+        return common::text(400, "invalid limit: must be a positive number\n");
+    }
+    if let (Some(start), Some(end)) = (start, end)
+        && end < start
+    {
+        let message =
+            format!("http parameter start must be before end. received start={start} end={end}\n");
+        return common::text(400, message);
+    }
+    let limit = usize::try_from(limit.unwrap_or(20)).unwrap_or(20);
+    let spss = usize::try_from(spss.unwrap_or(3)).unwrap_or(3);
+    let lag = lock(&s.state).searchable_after;
+    let store = lock(&s.traces);
+    let mut traces: BTreeMap<&[u8], Vec<&ReceivedSpan>> = BTreeMap::new();
+    for span in store.visible(lag) {
+        traces.entry(&span.span.trace_id).or_default().push(span);
+    }
+    let window = |spans: &[&ReceivedSpan]| {
+        let first = spans
+            .iter()
+            .map(|s| s.span.start_time_unix_nano)
+            .min()
+            .unwrap_or_default();
+        let last = spans
+            .iter()
+            .map(|s| s.span.end_time_unix_nano)
+            .max()
+            .unwrap_or_default();
+        let secs = |ns: u64| i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
+        start.is_none_or(|start| secs(last) >= start) && end.is_none_or(|end| secs(first) <= end)
+    };
+    let mut found: Vec<(u64, Value)> = traces
+        .values()
+        .filter(|spans| window(spans))
+        .filter_map(|spans| {
+            let start = spans
+                .iter()
+                .map(|s| s.span.start_time_unix_nano)
+                .min()
+                .unwrap_or_default();
+            traceql::trace_result(&query, spans, spss).map(|t| (start, t))
+        })
+        .collect();
+    found.sort_by_key(|t| std::cmp::Reverse(t.0));
+    let inspected: usize = store
+        .visible(lag)
+        .map(|s| prost::Message::encoded_len(&s.span))
+        .sum();
+    let traces: Vec<Value> = found.into_iter().take(limit).map(|(_, t)| t).collect();
+    let metrics =
+        json!({ "inspectedBytes": inspected.to_string(), "completedJobs": 1, "totalJobs": 1 });
+    common::json(200, &json!({ "traces": traces, "metrics": metrics }))
+}

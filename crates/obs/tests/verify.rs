@@ -1,0 +1,429 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `obs verify`, run as the binary, against doubles of Tempo 3, Jaeger 2 and Loki 3 (fed by
+//! real OTLP through a collector double) and a real Prometheus (Debian package) scraping the
+//! probe's metrics.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use api_doubles::collector::CollectorDouble;
+use api_doubles::jaeger::JaegerDouble;
+use api_doubles::loki::LokiDouble;
+use api_doubles::tempo::TempoDouble;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Stores {
+    tempo: TempoDouble,
+    jaeger: JaegerDouble,
+    loki: LokiDouble,
+    collector: CollectorDouble,
+}
+
+fn stores() -> Stores {
+    let tempo = TempoDouble::start().unwrap();
+    let jaeger = JaegerDouble::start().unwrap();
+    let loki = LokiDouble::start().unwrap();
+    let collector = CollectorDouble::start(Some(&tempo), Some(&jaeger), Some(&loki)).unwrap();
+    Stores {
+        tempo,
+        jaeger,
+        loki,
+        collector,
+    }
+}
+
+/// A real Prometheus scraping `127.0.0.1:{target_port}` every second.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prometheus(target_port: u16) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: obs\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"),
+    )
+    .unwrap();
+    let port = api_doubles::reserve_port().unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--enable-feature=exemplar-storage")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus is not installed: run scripts/test.sh (apt-get install prometheus)");
+    Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?} after {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.elapsed, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    fn report(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// The check named `check` of `backend`.
+    fn check(&self, backend: &str, check: &str) -> Value {
+        self.report()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["backend"] == backend && c["check"].as_str().unwrap().starts_with(check))
+            .cloned()
+            .unwrap_or_else(|| panic!("no check {backend}/{check}: {self:?}"))
+    }
+}
+
+fn obs_verify(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_obs"))
+        .arg("verify")
+        .args(args)
+        .arg("--format=json")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "OBS_DATASOURCES",
+            repo().join("grafana/provisioning/datasources"),
+        )
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn assert_schema(report: &Value) {
+    assert_eq!(
+        report["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{report}"
+    );
+    assert!(report["run_id"].is_string());
+    assert!(report["passed"].is_boolean());
+    assert!(report["elapsed_seconds"].is_number());
+    for check in report["checks"].as_array().unwrap() {
+        let keys: Vec<&str> = check
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "backend",
+                "check",
+                "detail",
+                "status",
+                "visible_after_seconds"
+            ],
+            "{check}"
+        );
+        assert!(["pass", "fail", "skipped"].contains(&check["status"].as_str().unwrap()));
+        assert!(
+            check["visible_after_seconds"].is_null() || check["visible_after_seconds"].is_number()
+        );
+    }
+}
+
+#[test]
+fn every_store_has_the_probe_trace_logs_metric_and_links() {
+    let s = stores();
+    let metrics_port = api_doubles::reserve_port().unwrap();
+    let prometheus = prometheus(metrics_port);
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &s.collector.http_endpoint(),
+            "--tempo",
+            s.tempo.url(),
+            "--jaeger",
+            s.jaeger.url(),
+            "--loki",
+            s.loki.url(),
+            "--prometheus",
+            &prometheus.url,
+            "--probe-metrics-listen",
+            &listen,
+            "--timeout",
+            "45s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let report = run.report();
+    assert_schema(&report);
+    assert_eq!(report["passed"], true);
+    for (backend, check) in [
+        ("probe", "OTLP export"),
+        ("tempo", "trace by id"),
+        ("tempo", "TraceQL search"),
+        ("jaeger", "trace by id"),
+        ("loki", "logs of obs-probe"),
+        ("loki", "logs of obs-probe-downstream"),
+        ("grafana", "Tempo traces → Loki logs link"),
+        ("grafana", "Loki logs → Tempo derived field"),
+        ("prometheus", "probe metric"),
+    ] {
+        assert_eq!(
+            run.check(backend, check)["status"],
+            "pass",
+            "{backend}/{check}: {run:?}"
+        );
+    }
+    let trace_id = report["trace_id"].as_str().unwrap();
+    assert!(
+        s.tempo
+            .spans()
+            .iter()
+            .any(|sp| sp.trace_id_hex() == trace_id),
+        "data really travelled"
+    );
+}
+
+#[test]
+fn a_store_that_is_down_is_unreachable_and_the_others_still_pass() {
+    let s = stores();
+    s.tempo.set_down();
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &s.collector.http_endpoint(),
+            "--tempo",
+            s.tempo.url(),
+            "--loki",
+            s.loki.url(),
+            "--timeout",
+            "4s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let tempo = run.check("tempo", "trace by id");
+    assert_eq!(tempo["status"], "fail");
+    assert!(
+        tempo["detail"].as_str().unwrap().contains("unreachable"),
+        "{run:?}"
+    );
+    assert_eq!(
+        run.check("loki", "logs of obs-probe")["status"],
+        "pass",
+        "{run:?}"
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(20),
+        "bounded by --timeout: {run:?}"
+    );
+}
+
+#[test]
+fn a_store_without_the_data_says_trace_absent_not_down() {
+    let s = stores();
+    s.tempo.drop_spans(|_| true);
+    s.jaeger
+        .drop_spans(|span| span.service_name().as_deref() == Some("obs-probe-downstream"));
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &s.collector.http_endpoint(),
+            "--tempo",
+            s.tempo.url(),
+            "--jaeger",
+            s.jaeger.url(),
+            "--timeout",
+            "4s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let tempo = run.check("tempo", "trace by id")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(tempo.contains("trace absent"), "{tempo}");
+    let jaeger = run.check("jaeger", "trace by id")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        jaeger.contains("spans missing") && jaeger.contains("obs-probe-downstream"),
+        "{jaeger}"
+    );
+}
+
+#[test]
+fn a_hop_that_drops_traceparent_breaks_the_trace_and_is_named() {
+    let s = stores();
+    let endpoint = s.collector.http_endpoint();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // A target service whose server does not read traceparent: it starts its own trace.
+    let target = runtime.block_on(async {
+        let telemetry = platform_telemetry::builder()
+            .service_name("broken-hop")
+            .env_vars([
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_PROPAGATORS", "none"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ])
+            .log_writer(std::io::sink)
+            .build()
+            .unwrap();
+        let app = axum::Router::new()
+            .route("/orders/{id}", axum::routing::get(|| async { "order" }))
+            .layer(platform_telemetry::http::ServerLayer::for_telemetry(
+                &telemetry,
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (telemetry, address)
+    });
+    let url = format!("http://{}/orders/7", target.1);
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &endpoint,
+            "--tempo",
+            s.tempo.url(),
+            "--target",
+            &url,
+            "--target-services",
+            "broken-hop",
+            "--timeout",
+            "5s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let detail = run.check("tempo", "trace by id")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("broken-hop") && detail.contains("traceparent"),
+        "{detail}"
+    );
+    assert_eq!(
+        run.check("probe", "target call")["status"],
+        "pass",
+        "{run:?}"
+    );
+    drop(target);
+}
+
+#[test]
+fn slow_visibility_within_the_deadline_passes_and_reports_the_time() {
+    let s = stores();
+    s.tempo.visible_after(Duration::from_secs(3));
+    s.loki.not_ready_for(3);
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &s.collector.http_endpoint(),
+            "--tempo",
+            s.tempo.url(),
+            "--loki",
+            s.loki.url(),
+            "--timeout",
+            "30s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let visible = run.check("tempo", "trace by id")["visible_after_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!(visible >= 2.0, "visible after {visible} s: {run:?}");
+}
+
+#[test]
+fn the_probe_honours_per_signal_endpoints_like_any_service() {
+    // No collector: traces straight to Tempo's OTLP intake, logs straight to Loki's.
+    let tempo = TempoDouble::start().unwrap();
+    let loki = LokiDouble::start().unwrap();
+    let traces = format!("{}/v1/traces", tempo.otlp_http_endpoint());
+    let logs = format!("{}/v1/logs", loki.otlp_endpoint());
+    let nowhere = format!("http://127.0.0.1:{}", api_doubles::reserve_port().unwrap());
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &nowhere,
+            "--tempo",
+            tempo.url(),
+            "--loki",
+            loki.url(),
+            "--timeout",
+            "20s",
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces.as_str()),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs.as_str()),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+    );
+    assert_eq!(
+        run.check("tempo", "trace by id")["status"],
+        "pass",
+        "{run:?}"
+    );
+    assert_eq!(
+        run.check("loki", "logs of obs-probe")["status"],
+        "pass",
+        "{run:?}"
+    );
+}
+
+#[test]
+fn bad_urls_are_usage_errors() {
+    let run = obs_verify(&["--tempo", "tempo:3200"], &[]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("--tempo") && run.stderr.contains("OBS_TEMPO"),
+        "{run:?}"
+    );
+}
