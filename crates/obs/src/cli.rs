@@ -136,6 +136,10 @@ pub struct VerifyArgs {
     /// The largest accepted distance between a span's timestamps and obs's clock.
     #[arg(long, env = "OBS_MAX_CLOCK_SKEW", default_value = "30s", value_parser = parse_duration)]
     pub max_clock_skew: Duration,
+    /// The collector's own metrics (e.g. http://collector:8888/metrics): read before and after
+    /// the probe to name the exporter that dropped it.
+    #[arg(long, env = "OBS_COLLECTOR_METRICS")]
+    pub collector_metrics: Option<String>,
     /// Serve the probe's /metrics on this address while checking (for a Prometheus that
     /// scrapes obs, e.g. 0.0.0.0:9465); without it the probe's metric goes out over OTLP only.
     #[arg(long, env = "OBS_PROBE_METRICS_LISTEN")]

@@ -169,6 +169,10 @@ fn verify_settings(args: VerifyArgs) -> anyhow::Result<(crate::verify::Settings,
         ("--loki (OBS_LOKI)", &args.loki),
         ("--prometheus (OBS_PROMETHEUS)", &args.prometheus),
         ("--target (OBS_TARGET)", &args.target),
+        (
+            "--collector-metrics (OBS_COLLECTOR_METRICS)",
+            &args.collector_metrics,
+        ),
     ];
     for (flag, url) in urls {
         if let Some(url) = url {
@@ -200,6 +204,7 @@ fn verify_settings(args: VerifyArgs) -> anyhow::Result<(crate::verify::Settings,
             timeout: args.timeout,
             http_timeout: args.http_timeout,
             max_clock_skew: args.max_clock_skew,
+            collector_metrics: args.collector_metrics,
         },
         args.format,
     ))

@@ -43,6 +43,102 @@ pub struct Settings {
     pub http_timeout: Duration,
     /// The largest accepted distance between a span's clock and ours.
     pub max_clock_skew: Duration,
+    /// The collector's own Prometheus metrics (`http://collector:8888/metrics`), read before and
+    /// after the probe to name the exporter that dropped it.
+    pub collector_metrics: Option<String>,
+}
+
+/// Sums of the collector's counters by (metric, component), from its Prometheus text.
+fn collector_counters(text: &str) -> std::collections::BTreeMap<(String, String), f64> {
+    let mut sums = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("otelcol_")) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let component = labels
+            .split(',')
+            .find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                matches!(k.trim(), "exporter" | "receiver")
+                    .then(|| v.trim_matches(['"', '}']).to_string())
+            })
+            .unwrap_or_default();
+        *sums.entry((name.to_string(), component)).or_insert(0.0) += value;
+    }
+    sums
+}
+
+async fn read_collector(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<std::collections::BTreeMap<(String, String), f64>, String> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", backends::transport_error(&e)))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("{url} answered {status}"));
+    }
+    Ok(collector_counters(&text))
+}
+
+/// What changed in the collector while the probe ran: accepted, sent, and failed per component.
+fn collector_check(
+    before: &std::collections::BTreeMap<(String, String), f64>,
+    after: &std::collections::BTreeMap<(String, String), f64>,
+) -> Check {
+    let delta = |key: &(String, String)| {
+        after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+    };
+    let mut failed = Vec::new();
+    let mut moved = Vec::new();
+    for key in after.keys() {
+        let d = delta(key);
+        if d <= 0.0 {
+            continue;
+        }
+        let (name, component) = key;
+        if name.contains("send_failed")
+            || name.contains("refused")
+            || name.contains("enqueue_failed")
+        {
+            failed.push(format!("{component} ({name} +{d})"));
+        } else if name.contains("accepted") || name.contains("sent") {
+            moved.push(format!(
+                "{component} {} +{d}",
+                name.trim_start_matches("otelcol_")
+            ));
+        }
+    }
+    if failed.is_empty() {
+        check(
+            "collector",
+            "pipeline counters",
+            Status::Pass,
+            None,
+            if moved.is_empty() {
+                "no counter moved while the probe ran (is the probe going through this collector?)"
+                    .to_string()
+            } else {
+                moved.join(", ")
+            },
+        )
+    } else {
+        check(
+            "collector",
+            "pipeline counters",
+            Status::Fail,
+            None,
+            format!("the collector dropped probe data at: {}", failed.join(", ")),
+        )
+    }
 }
 
 /// The outcome of one check.
@@ -700,8 +796,12 @@ async fn prometheus_checks(
 pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
     let started = Instant::now();
     let deadline = started + settings.timeout;
-    let probe = probe::run(&settings.probe).await?;
     let client = backends::http_client(settings.http_timeout)?;
+    let collector_before = match &settings.collector_metrics {
+        Some(url) => Some(read_collector(&client, url).await),
+        None => None,
+    };
+    let probe = probe::run(&settings.probe).await?;
     let mut checks = Vec::new();
     checks.push(if probe.export_problems.is_empty() {
         check(
@@ -793,6 +893,18 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
     };
     let (a, b, c, d) = tokio::join!(tempo, jaeger, loki, prometheus);
     checks.extend(a.into_iter().chain(b).chain(c).chain(d));
+    if let (Some(url), Some(before)) = (&settings.collector_metrics, collector_before) {
+        checks.push(match (before, read_collector(&client, url).await) {
+            (Ok(before), Ok(after)) => collector_check(&before, &after),
+            (Err(e), _) | (_, Err(e)) => check(
+                "collector",
+                "pipeline counters",
+                Status::Fail,
+                None,
+                format!("cannot read the collector's metrics: {e}"),
+            ),
+        });
+    }
     let passed = checks.iter().all(|c| c.status != Status::Fail);
     Ok(Report {
         trace_id: probe.trace_id,
@@ -860,6 +972,29 @@ mod tests {
             render_traces_to_logs(&custom, "orders", "abc"),
             "{service_name=\"orders\"} | trace_id=\"abc\""
         );
+    }
+
+    #[test]
+    fn the_collector_check_names_the_exporter_that_dropped_data() {
+        let before = collector_counters(
+            "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"http\"} 10\n\
+             otelcol_exporter_sent_spans_total{exporter=\"otlp/tempo\"} 10\n\
+             otelcol_exporter_send_failed_spans_total{exporter=\"otlp/jaeger\"} 0\n",
+        );
+        let after = collector_counters(
+            "otelcol_receiver_accepted_spans_total{receiver=\"otlp\",transport=\"http\"} 13\n\
+             otelcol_exporter_sent_spans_total{exporter=\"otlp/tempo\"} 13\n\
+             otelcol_exporter_send_failed_spans_total{exporter=\"otlp/jaeger\"} 3\n",
+        );
+        let c = collector_check(&before, &after);
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.detail.contains("otlp/jaeger") && !c.detail.contains("otlp/tempo"),
+            "{}",
+            c.detail
+        );
+        let ok = collector_check(&before, &before);
+        assert_eq!(ok.status, Status::Pass);
     }
 
     #[test]
