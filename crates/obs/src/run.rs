@@ -211,6 +211,8 @@ fn verify_settings(args: VerifyArgs) -> anyhow::Result<(crate::verify::Settings,
 }
 
 async fn verify_command(args: VerifyArgs) -> u8 {
+    // The CLI has no telemetry of its own: listen for the exporter's partial-success warnings.
+    let _ = crate::verify::exporter_warnings::install();
     let (settings, format) = match verify_settings(args) {
         Ok(s) => s,
         Err(e) => {

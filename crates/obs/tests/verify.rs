@@ -427,3 +427,32 @@ fn bad_urls_are_usage_errors() {
         "{run:?}"
     );
 }
+
+#[test]
+fn a_backend_that_rejects_part_of_the_probe_is_reported_as_refusing_data() {
+    let s = stores();
+    s.collector
+        .set_behavior(otlp_receiver::Behavior::PartialSuccess {
+            rejected: 1,
+            message: "span rejected: too old".into(),
+        });
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &s.collector.http_endpoint(),
+            "--tempo",
+            s.tempo.url(),
+            "--timeout",
+            "5s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let export = run.check("probe", "OTLP export");
+    assert_eq!(export["status"], "fail", "{run:?}");
+    let detail = export["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("partial success") && detail.contains("too old"),
+        "{detail}"
+    );
+}

@@ -1,6 +1,7 @@
 //! `obs verify`: emit a probe trace with logs and a metric, then prove each store has it —
 //! complete, with propagation intact, findable, and linked the way Grafana will follow the links.
 
+pub mod exporter_warnings;
 pub mod probe;
 
 use std::path::PathBuf;

@@ -219,6 +219,11 @@ pub async fn run(settings: &ProbeSettings) -> anyhow::Result<Probe> {
             }
         }
     }
+    for warning in super::exporter_warnings::take() {
+        export_problems.push(format!(
+            "the backend accepted the export but rejected part of it (partial success): {warning}"
+        ));
+    }
     let _ = downstream.shutdown();
     let metrics_server = match settings.metrics_listen {
         Some(address) => {
