@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod cli;
+pub mod demo;
 pub mod grafana;
 pub mod run;
 pub mod sidecar;

@@ -1,0 +1,59 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `obs demo`, run as a user runs it: no Docker, no backends.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+#[test]
+fn the_demo_exits_0_and_prints_one_trace_across_three_services() {
+    let output = Command::new(env!("CARGO_BIN_EXE_obs"))
+        .args(["demo", "--requests", "2"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("Trace "))
+        .expect("a trace tree");
+    let trace_id = lines[start]
+        .trim_start_matches("Trace ")
+        .trim_end_matches(':');
+    assert_eq!(trace_id.len(), 32);
+    let tree: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.is_empty())
+        .copied()
+        .collect();
+    let services: BTreeSet<&str> = tree
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        services,
+        BTreeSet::from(["gateway", "orders", "worker"]),
+        "{stdout}"
+    );
+    assert_eq!(tree.len(), 5, "five spans under one root: {stdout}");
+    assert!(
+        tree[0].starts_with("  gateway"),
+        "the gateway span is the root: {stdout}"
+    );
+    assert!(
+        tree.last().unwrap().contains("process orders.viewed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("order event processed"),
+        "the worker's log line is in the trace: {stdout}"
+    );
+    assert_eq!(stdout.matches("PASS trace").count(), 2, "{stdout}");
+}
