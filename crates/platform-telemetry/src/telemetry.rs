@@ -508,11 +508,15 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
             &mut warnings,
         )?;
         let meters = metrics::provider(&cfg, resource.clone(), rt, &mut warnings)?;
-        metrics::register_pipeline_metrics(
-            &meters.provider.meter("platform-telemetry"),
-            &span_counters,
-            &log_counters,
-        );
+        let e = cfg.metrics_exporters;
+        // Without a reader the SDK refuses observable instruments (and says so at ERROR).
+        if e.prometheus || e.otlp || e.console {
+            metrics::register_pipeline_metrics(
+                &meters.provider.meter("platform-telemetry"),
+                &span_counters,
+                &log_counters,
+            );
+        }
         (Some(tracer_provider), logger_provider, meters)
     };
 
