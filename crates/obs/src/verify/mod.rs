@@ -200,6 +200,14 @@ fn check(
     }
 }
 
+/// A polled result as a check line: visible-after time on a pass, the diagnosis on a failure.
+fn outcome(backend: &str, name: &str, result: Result<String, String>, visible: Duration) -> Check {
+    match result {
+        Ok(detail) => check(backend, name, Status::Pass, Some(visible), detail),
+        Err(why) => check(backend, name, Status::Fail, None, why),
+    }
+}
+
 /// Retries `attempt` with backoff until it returns `Ok`, or the deadline passes; returns the
 /// last diagnosis then. `Ok` carries the detail to report.
 async fn poll<F, Fut>(deadline: Instant, mut attempt: F) -> (Result<String, String>, Duration)
@@ -392,10 +400,7 @@ async fn trace_store(
         }
     })
     .await;
-    let mut checks = vec![match result {
-        Ok(detail) => check(name, "trace by id", Status::Pass, Some(visible), detail),
-        Err(why) => check(name, "trace by id", Status::Fail, None, why),
-    }];
+    let mut checks = vec![outcome(name, "trace by id", result, visible)];
     if name == "tempo" {
         let traceql = format!("{{ span.obs.probe.run = \"{}\" }}", probe.run_id);
         let start = probe
@@ -417,10 +422,7 @@ async fn trace_store(
             }
         })
         .await;
-        checks.push(match result {
-            Ok(detail) => check(name, "TraceQL search", Status::Pass, Some(visible), detail),
-            Err(why) => check(name, "TraceQL search", Status::Fail, None, why),
-        });
+        checks.push(outcome(name, "TraceQL search", result, visible));
     }
     checks
 }
@@ -473,22 +475,12 @@ async fn loki_checks(
             }
         })
         .await;
-        checks.push(match result {
-            Ok(detail) => check(
-                "loki",
-                &format!("logs of {service}"),
-                Status::Pass,
-                Some(visible),
-                detail,
-            ),
-            Err(why) => check(
-                "loki",
-                &format!("logs of {service}"),
-                Status::Fail,
-                None,
-                why,
-            ),
-        });
+        checks.push(outcome(
+            "loki",
+            &format!("logs of {service}"),
+            result,
+            visible,
+        ));
     }
     if let Some(dir) = &settings.datasources {
         checks.extend(loki_correlations(dir, &base, &client, probe, deadline, start, end).await);
@@ -545,22 +537,12 @@ async fn loki_correlations(
             }
         })
         .await;
-        checks.push(match result {
-            Ok(detail) => check(
-                "grafana",
-                "Tempo traces → Loki logs link",
-                Status::Pass,
-                Some(visible),
-                detail,
-            ),
-            Err(why) => check(
-                "grafana",
-                "Tempo traces → Loki logs link",
-                Status::Fail,
-                None,
-                why,
-            ),
-        });
+        checks.push(outcome(
+            "grafana",
+            "Tempo traces → Loki logs link",
+            result,
+            visible,
+        ));
     }
     let loki_ds = datasources
         .datasources
@@ -684,16 +666,7 @@ async fn prometheus_checks(
         }
     })
     .await;
-    let mut checks = vec![match result {
-        Ok(detail) => check(
-            "prometheus",
-            "probe metric",
-            Status::Pass,
-            Some(visible),
-            detail,
-        ),
-        Err(why) => check("prometheus", "probe metric", Status::Fail, None, why),
-    }];
+    let mut checks = vec![outcome("prometheus", "probe metric", result, visible)];
     if settings.probe.target.is_some() {
         let (result, visible) = poll(deadline, || async {
             match prometheus::query(&client, &base, "http_server_request_duration_seconds_count").await {
@@ -706,16 +679,7 @@ async fn prometheus_checks(
             }
         })
         .await;
-        checks.push(match result {
-            Ok(detail) => check(
-                "prometheus",
-                "target RED metrics",
-                Status::Pass,
-                Some(visible),
-                detail,
-            ),
-            Err(why) => check("prometheus", "target RED metrics", Status::Fail, None, why),
-        });
+        checks.push(outcome("prometheus", "target RED metrics", result, visible));
         let end_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -746,22 +710,12 @@ async fn prometheus_checks(
             }
         })
         .await;
-        checks.push(match result {
-            Ok(detail) => check(
-                "prometheus",
-                "exemplar → probe trace",
-                Status::Pass,
-                Some(visible),
-                detail,
-            ),
-            Err(why) => check(
-                "prometheus",
-                "exemplar → probe trace",
-                Status::Fail,
-                None,
-                why,
-            ),
-        });
+        checks.push(outcome(
+            "prometheus",
+            "exemplar → probe trace",
+            result,
+            visible,
+        ));
     }
     if let Ok(series) = prometheus::query(&client, &base, "up").await {
         let down: Vec<String> = series
