@@ -179,13 +179,21 @@ pub struct WaitTimeout {
 impl OtlpReceiver {
     /// Binds both listeners on `127.0.0.1:0` and serves them on the current tokio runtime.
     pub async fn start() -> Result<OtlpReceiver, ReceiverError> {
+        Self::start_on(0, 0).await
+    }
+
+    /// Like [`start`](Self::start), on the given loopback ports (`0`: any free port).
+    ///
+    /// Outage tests use it to bring an endpoint back on the port a service was configured with,
+    /// after dropping the receiver that served it.
+    pub async fn start_on(grpc_port: u16, http_port: u16) -> Result<OtlpReceiver, ReceiverError> {
         let shared = Arc::new(Shared {
             behavior: Mutex::new(Behavior::Accept),
             store: Mutex::new(Snapshot::default()),
             changed: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
         });
-        let (grpc, http) = server::spawn(&shared).await?;
+        let (grpc, http) = server::spawn(&shared, grpc_port, http_port).await?;
         let (grpc_endpoint, http_endpoint) = (endpoint(grpc), endpoint(http));
         Ok(OtlpReceiver {
             shared,

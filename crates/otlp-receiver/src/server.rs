@@ -145,10 +145,14 @@ impl Shared {
     }
 }
 
-/// Binds and spawns both servers; returns `(grpc_port, http_port)`.
-pub(crate) async fn spawn(shared: &Arc<Shared>) -> Result<(u16, u16), ReceiverError> {
-    let (grpc, grpc_port) = bind(Transport::Grpc).await?;
-    let (http, http_port) = bind(Transport::Http).await?;
+/// Binds (port 0: any) and spawns both servers; returns the bound `(grpc_port, http_port)`.
+pub(crate) async fn spawn(
+    shared: &Arc<Shared>,
+    grpc_port: u16,
+    http_port: u16,
+) -> Result<(u16, u16), ReceiverError> {
+    let (grpc, grpc_port) = bind(Transport::Grpc, grpc_port).await?;
+    let (http, http_port) = bind(Transport::Http, http_port).await?;
 
     let svc = GrpcService(Arc::clone(shared));
     macro_rules! limits {
@@ -176,9 +180,9 @@ pub(crate) async fn spawn(shared: &Arc<Shared>) -> Result<(u16, u16), ReceiverEr
     Ok((grpc_port, http_port))
 }
 
-async fn bind(transport: Transport) -> Result<(TcpListener, u16), ReceiverError> {
+async fn bind(transport: Transport, port: u16) -> Result<(TcpListener, u16), ReceiverError> {
     let bind_err = |source| ReceiverError::Bind { transport, source };
-    let loopback = (Ipv4Addr::LOCALHOST, 0);
+    let loopback = (Ipv4Addr::LOCALHOST, port);
     let listener = TcpListener::bind(loopback).await.map_err(bind_err)?;
     let port = listener.local_addr().map_err(bind_err)?.port();
     Ok((listener, port))

@@ -384,7 +384,10 @@ fn parse_batch(
     );
     let max_queue_size = parse_count(env, &var("MAX_QUEUE_SIZE"), 2048, warnings);
     let mut max_export_batch_size = parse_count(env, &var("MAX_EXPORT_BATCH_SIZE"), 512, warnings);
-    if max_export_batch_size > max_queue_size {
+    let batch_size_set = env.value(&var("MAX_EXPORT_BATCH_SIZE")).is_some();
+    // A default batch size above a small queue is capped quietly: the user asked for nothing
+    // that is being overridden.
+    if max_export_batch_size > max_queue_size && batch_size_set {
         let name = var("MAX_EXPORT_BATCH_SIZE");
         warnings.push(
             &name,
@@ -395,8 +398,8 @@ fn parse_batch(
             ),
             max_queue_size.to_string(),
         );
-        max_export_batch_size = max_queue_size;
     }
+    max_export_batch_size = max_export_batch_size.min(max_queue_size);
     BatchSettings {
         schedule_delay,
         export_timeout,
@@ -982,5 +985,124 @@ mod tests {
         assert!(r.metrics_exporters.otlp && r.metrics_exporters.prometheus);
         assert_eq!(r.blrp.max_export_batch_size, 100);
         assert_eq!(w.len(), 1);
+        // The default batch size (512) above a small queue is capped without a warning about
+        // a variable the user never set.
+        let (r, w) = resolve_with(&[("OTEL_BSP_MAX_QUEUE_SIZE", "64")]);
+        assert_eq!(r.bsp.max_export_batch_size, 64);
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    /// Arbitrary values for every variable the library reads: resolution never panics, every
+    /// warning names a variable that was set (once), credentials in
+    /// `OTEL_EXPORTER_OTLP_HEADERS` never appear in a warning, and the result stays usable.
+    /// 2048 environments per run (`PROPTEST_CASES` raises it).
+    mod arbitrary_environments {
+        use super::*;
+        use proptest::prelude::*;
+
+        const VARIABLES: &[&str] = &[
+            "OTEL_SDK_DISABLED",
+            "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG",
+            "OTEL_PROPAGATORS",
+            "OTEL_TRACES_EXPORTER",
+            "OTEL_LOGS_EXPORTER",
+            "OTEL_METRICS_EXPORTER",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "OTEL_BSP_SCHEDULE_DELAY",
+            "OTEL_BSP_EXPORT_TIMEOUT",
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            "OTEL_BLRP_SCHEDULE_DELAY",
+            "OTEL_BLRP_MAX_QUEUE_SIZE",
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+            "OTEL_METRIC_EXPORT_INTERVAL",
+            "OTEL_METRIC_EXPORT_TIMEOUT",
+            "RUST_LOG",
+            "LOG_FORMAT",
+        ];
+
+        /// Values that look like what the variables take, mixed with anything at all.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[-+0-9.eE_ ]{0,24}",
+                "[a-z_/:.,=%0-9\\[\\] ]{0,40}",
+                "(https?|grpc|ftp)://[a-z0-9.:\\[\\]@%/-]{0,30}",
+                prop::sample::select(vec![
+                    "always_on",
+                    "parentbased_traceidratio",
+                    "grpc",
+                    "http/protobuf",
+                    "http/json",
+                    "otlp,none",
+                    "none",
+                    "gzip",
+                    "json",
+                    "99999999999999999999",
+                    "-1",
+                    "0",
+                    "1e309",
+                    "NaN",
+                    "\u{0}",
+                    "tracecontext,baggage,b3multi",
+                ])
+                .prop_map(str::to_string),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+            #[test]
+            fn any_environment_resolves_with_one_clear_warning_per_bad_variable(
+                vars in proptest::collection::vec((prop::sample::select(VARIABLES), value()), 0..16),
+                secret in "[A-Za-z0-9]{24}",
+                junk in "[ -~]{0,24}",
+            ) {
+                let headers = format!("authorization=Bearer%20{secret},{junk}");
+                let mut pairs: Vec<(String, String)> = vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                pairs.push(("OTEL_EXPORTER_OTLP_HEADERS".into(), headers));
+                let env = Env::from_pairs(pairs.iter().cloned());
+                let mut warnings = Warnings::default();
+                let r = resolve(&env, &CodeDefaults::default(), &mut warnings);
+                let warnings = warnings.into_vec();
+                for w in &warnings {
+                    prop_assert!(
+                        pairs.iter().any(|(k, _)| *k == w.variable),
+                        "warning for a variable that was not set: {w}"
+                    );
+                    prop_assert_eq!(
+                        warnings.iter().filter(|o| o.variable == w.variable).count(),
+                        1
+                    );
+                    prop_assert!(!w.to_string().contains(&secret), "credential leaked: {w}");
+                    prop_assert!(!w.problem.is_empty() && !w.using.is_empty(), "{w}");
+                }
+                for batch in [&r.bsp, &r.blrp] {
+                    prop_assert!(batch.max_queue_size > 0);
+                    prop_assert!(batch.max_export_batch_size > 0);
+                    prop_assert!(batch.max_export_batch_size <= batch.max_queue_size);
+                }
+                for otlp in [&r.traces_otlp, &r.logs_otlp, &r.metrics_otlp] {
+                    prop_assert!(
+                        otlp.endpoint.starts_with("http://") || otlp.endpoint.starts_with("https://"),
+                        "{}", otlp.endpoint
+                    );
+                }
+                prop_assert!(!r.log_filter.is_empty());
+            }
+        }
     }
 }

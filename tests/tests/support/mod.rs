@@ -118,6 +118,11 @@ pub struct Process {
 }
 
 impl Process {
+    /// The operating system's id of the process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the process wrote so far (stdout and stderr).
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
