@@ -12,13 +12,7 @@
 //! keep the pace. Each step has its own receiver, which decodes and stores every request on the
 //! same machine: on 2 cores, the producer, the export thread and the receiver share them.
 //!
-//! Results (2-core x86_64 VM, Rust 1.95, release; default OTEL_BSP_*/OTEL_BLRP_*: queue 2048,
-//! batch 512, delay 5 s / 1 s):
-//!
-//! | Signal      | Highest zero-drop rate tried | Overload (one producer, 5 s): produced / exported / dropped |
-//! |-------------|------------------------------|-------------------------------------------------------------|
-//! | spans       | RESULTS                      |                                                             |
-//! | log records |                              |                                                             |
+//! Results and how to read them: BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 

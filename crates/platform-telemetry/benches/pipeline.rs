@@ -7,18 +7,9 @@
 //! real `otlp-receiver` on loopback, served by a one-worker tokio runtime in this process.
 //! JSON log lines are formatted in full and written to `std::io::sink`.
 //!
-//! Results (`cargo bench -p platform-telemetry --bench pipeline`, criterion 0.8.2, release,
-//! 2-core x86_64 VM, Rust 1.95; median of criterion's estimate):
-//!
-//! | Benchmark                         | Time/op  | Exported / dropped during the run |
-//! |-----------------------------------|----------|-----------------------------------|
-//! | span/start_end_sampled            | RESULTS  |                                   |
-//! | span/start_end_not_sampled        |          |                                   |
-//! | log/event_in_sampled_span         |          |                                   |
-//! | metrics/histogram_record          |          |                                   |
-//! | metrics/counter_add               |          |                                   |
-//! | propagation/inject_context        |          |                                   |
-//! | propagation/extract               |          |                                   |
+//! `cargo bench -p platform-telemetry --bench pipeline`; results and how to read them are in
+//! BENCHMARKS.md. The `baseline_fmt_only/*` benchmarks run the same span and event under a plain
+//! `tracing_subscriber::fmt()` subscriber with no OpenTelemetry, for the ratios there.
 //!
 //! A tight loop produces spans far faster than one loopback export thread sends them, so the
 //! bounded queue fills and most spans of a sampled run are turned away (and counted): the
@@ -70,6 +61,35 @@ fn spans(c: &mut Criterion) {
         });
         report(name, &telemetry);
     }
+}
+
+/// The same span and event under a plain `tracing_subscriber::fmt()` subscriber writing to
+/// `std::io::sink`, no OpenTelemetry: what a service that only logs already pays, so the
+/// pipeline's numbers read as a ratio to it.
+fn baseline(c: &mut Criterion) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        c.bench_function("baseline_fmt_only/span_start_end", |b| {
+            b.iter(|| {
+                let span = tracing::info_span!("bench.operation", order_id = 42_u64);
+                span.in_scope(|| black_box(&span));
+            });
+        });
+        let span = tracing::info_span!("bench.request", order_id = 42_u64);
+        let _entered = span.enter();
+        c.bench_function("baseline_fmt_only/event_in_span", |b| {
+            b.iter(|| {
+                tracing::info!(
+                    order_id = black_box(42_u64),
+                    status = "paid",
+                    "order placed"
+                );
+            });
+        });
+    });
 }
 
 fn logs(c: &mut Criterion) {
@@ -158,5 +178,5 @@ fn propagation(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, spans, logs, metrics, propagation);
+criterion_group!(benches, baseline, spans, logs, metrics, propagation);
 criterion_main!(benches);

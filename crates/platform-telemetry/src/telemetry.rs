@@ -597,6 +597,9 @@ fn subscriber(
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                // `busy_ns`/`idle_ns` are not semantic-convention attributes, and tracking them
+                // reads the clock on every enter and exit (every poll of an instrumented future).
+                .with_tracked_inactivity(false)
                 .with_filter(not_machinery.clone())
                 .boxed(),
         );
