@@ -6,7 +6,10 @@
 //!
 //! `cargo bench -p obs --bench footprint` (release; about 30 s). Without `--bench` (as
 //! `cargo test --benches` runs it) it does one run of each, as a smoke test of the measurement.
-//! Results and how to read them: BENCHMARKS.md.
+//!
+//! Results (2-core x86_64 VM, Rust 1.95, release, 2026-11-23; more in BENCHMARKS.md): binary
+//! 19.2 MiB; `obs --version` 0.94 ms; `obs provision` of the shipped files 5.7 ms first run,
+//! 5.0 ms repeat; sidecar ready and verified in 0.10 s, idle RSS 15.9 MiB (peak 17.0 MiB).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
