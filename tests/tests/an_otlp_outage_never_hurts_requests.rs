@@ -182,9 +182,11 @@ impl Report {
             self.failures.len(),
             &self.failures[..self.failures.len().min(5)]
         );
-        for phase in [PHASE_HEALTHY, PHASE_OUTAGE, PHASE_RECOVERED] {
+        // Enough requests for a p99 in the two phases compared. The recovered phase lasts only
+        // until export resumes, which can take a few dozen requests: `wait_for` saw its data.
+        for phase in [PHASE_HEALTHY, PHASE_OUTAGE] {
             let n = self.latencies(phase).len();
-            assert!(n >= 50, "{what}: only {n} requests in phase {phase}");
+            assert!(n >= 100, "{what}: only {n} requests in phase {phase}");
         }
         let slowest = self.samples.iter().map(|s| s.latency).max().unwrap();
         assert!(
