@@ -298,9 +298,17 @@ async fn wait_for(receiver: &OtlpReceiver, phase: u64, within: Duration, what: &
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_the_endpoint_is_down_requests_stay_fast_memory_bounded_drops_counted_then_export_resumes()
- {
+/// The `orders` service exporting to a receiver, under load, with its healthy phase done.
+struct Healthy {
+    receiver: OtlpReceiver,
+    otlp_port: u16,
+    /// Kept alive until the test ends (dropping it kills the service).
+    orders: Process,
+    base: String,
+    load: Load,
+}
+
+async fn healthy_service_under_load() -> Healthy {
     let receiver = OtlpReceiver::start().await.unwrap();
     let otlp_port: u16 = receiver
         .http_endpoint()
@@ -310,22 +318,40 @@ async fn while_the_endpoint_is_down_requests_stay_fast_memory_bounded_drops_coun
         .unwrap();
     let (orders, base) = start_orders(otlp_port).await;
     let load = Load::start(base.clone(), orders.pid());
-
     tokio::time::sleep(HEALTHY).await;
     wait_for(&receiver, PHASE_HEALTHY, RECOVERY, "healthy").await;
+    Healthy {
+        receiver,
+        otlp_port,
+        orders,
+        base,
+        load,
+    }
+}
+
+/// The service's own `/metrics`.
+async fn scrape(base: &str) -> String {
+    let response = http().get(format!("{base}/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_endpoint_is_down_requests_stay_fast_memory_bounded_drops_counted_then_export_resumes()
+ {
+    // `_orders`, not `_`: the service must live until the test ends.
+    let Healthy {
+        receiver,
+        otlp_port,
+        orders: _orders,
+        base,
+        load,
+    } = healthy_service_under_load().await;
 
     // The endpoint goes away: nothing listens on its port any more.
     drop(receiver);
     load.enter(PHASE_OUTAGE);
     tokio::time::sleep(OUTAGE).await;
-    let metrics = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&base).await;
 
     // It comes back on the same port.
     let receiver = receiver_on(otlp_port).await;
@@ -349,36 +375,23 @@ async fn while_the_endpoint_is_down_requests_stay_fast_memory_bounded_drops_coun
         "spans and log records lost in the outage are counted on /metrics \
          (spans {failed_spans}, logs {failed_logs}):\n{metrics}"
     );
-    drop(orders);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_the_endpoint_hangs_requests_stay_fast_the_export_timeout_holds_and_export_resumes() {
-    let receiver = OtlpReceiver::start().await.unwrap();
-    let otlp_port: u16 = receiver
-        .http_endpoint()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap();
-    let (orders, base) = start_orders(otlp_port).await;
-    let load = Load::start(base.clone(), orders.pid());
-
-    tokio::time::sleep(HEALTHY).await;
-    wait_for(&receiver, PHASE_HEALTHY, RECOVERY, "healthy").await;
+    let Healthy {
+        receiver,
+        orders: _orders,
+        base,
+        load,
+        ..
+    } = healthy_service_under_load().await;
 
     // The endpoint accepts connections and requests and never answers.
     receiver.set_behavior(Behavior::Hang);
     load.enter(PHASE_OUTAGE);
     tokio::time::sleep(OUTAGE).await;
-    let metrics = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&base).await;
 
     // The hung requests stay hung (they are only released when the receiver is dropped): only
     // an exporter that gives up after OTEL_EXPORTER_OTLP_TIMEOUT gets through from here.
@@ -403,5 +416,4 @@ async fn while_the_endpoint_hangs_requests_stay_fast_the_export_timeout_holds_an
         lost("span") > 0.0 && lost("log") > 0.0,
         "what the hang cost is counted on /metrics:\n{metrics}"
     );
-    drop(orders);
 }
