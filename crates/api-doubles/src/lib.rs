@@ -35,14 +35,15 @@ pub fn reserve_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// A response recorded from a real upstream server, from `shared/upstream-samples/` (see its
-/// README): `.json` files are the body; `.txt` files are the body, then a line `HTTP <status>`.
+/// A response recorded from a real upstream server, from `crates/api-doubles/upstream-samples/`
+/// (a copy of the team's `shared/upstream-samples/`, kept in the repository so a clone anywhere
+/// can run the tests; see its README): `.json` files are the body; `.txt` files are the body, then a line `HTTP <status>`.
 ///
 /// # Panics
 /// When the file cannot be read: a test fixture is missing.
 pub fn sample(name: &str) -> String {
     let path = format!(
-        "{}/../../../shared/upstream-samples/{name}",
+        "{}/upstream-samples/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read sample {path}: {e}"))

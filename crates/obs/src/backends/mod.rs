@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn the_recorded_tempo_trace_parses_with_its_parents() {
         let body: Value = serde_json::from_str(include_str!(
-            "../../../../../shared/upstream-samples/tempo_v2_trace_found.json"
+            "../../../api-doubles/upstream-samples/tempo_v2_trace_found.json"
         ))
         .unwrap();
         let spans = spans_from_otlp_json(&body["trace"]["resourceSpans"]);
