@@ -42,9 +42,6 @@ pub fn reserve_port() -> std::io::Result<u16> {
 /// # Panics
 /// When the file cannot be read: a test fixture is missing.
 pub fn sample(name: &str) -> String {
-    let path = format!(
-        "{}/upstream-samples/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/upstream-samples/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read sample {path}: {e}"))
 }
