@@ -36,6 +36,7 @@ mod error;
 mod exporters;
 pub mod http;
 mod logs;
+mod messaging;
 mod metrics;
 mod pipeline;
 pub mod propagation;

@@ -4,10 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::trace::{SpanId, TraceContextExt as _, TraceId};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchConfigBuilder, BatchLogProcessor, SdkLoggerProvider};
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -86,65 +85,130 @@ pub(crate) fn provider(
     Ok(any.then(|| builder.build()))
 }
 
-/// The trace and span id of the active OpenTelemetry span, as lowercase hex.
-fn current_ids() -> Option<(String, String)> {
-    let cx = opentelemetry::Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid()
-        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+/// The trace and span id of the active OpenTelemetry span (the innermost entered `tracing`
+/// span's, or the request span the server layer attached), kept raw: they are formatted only
+/// where a line is written.
+fn current_ids() -> Option<(TraceId, SpanId)> {
+    opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
+    })
 }
 
-/// One JSON object per line: `timestamp`, `level`, `target`, `message`, the event's fields,
-/// `span` (the current span's name), `trace_id` and `span_id`.
+/// One JSON object per line: `timestamp`, `level`, `target`, the event's fields (`message`
+/// among them), `span` (the current `tracing` span's name, when there is one), `trace_id` and
+/// `span_id` (lowercase hex, when the event happens inside a span). A field whose name is one
+/// of these keys is written as `fields.<name>`.
+///
+/// The line is written straight into the layer's buffer: no map, no intermediate strings.
 #[derive(Debug, Default)]
 pub(crate) struct JsonFormat;
 
-const RESERVED: &[&str] = &[
-    "timestamp",
-    "level",
-    "target",
-    "message",
-    "span",
-    "trace_id",
-    "span_id",
-];
+const RESERVED: &[&str] = &["timestamp", "level", "target", "span", "trace_id", "span_id"];
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
-
-impl JsonVisitor<'_> {
-    fn put(&mut self, field: &Field, value: Value) {
-        let name = field.name();
-        let key = match name {
-            "message" => "message".to_string(),
-            _ if RESERVED.contains(&name) => format!("fields.{name}"),
-            _ => name.to_string(),
+/// Writes `s` as the inside of a JSON string (RFC 8259 escapes).
+fn write_escaped(out: &mut dyn fmt::Write, s: &str) -> fmt::Result {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
         };
-        self.0.insert(key, value);
+        // `from..i` ends before an ASCII byte, so it is on a char boundary.
+        out.write_str(s.get(from..i).unwrap_or_default())?;
+        if escape.is_empty() {
+            write!(out, "\\u{b:04x}")?;
+        } else {
+            out.write_str(escape)?;
+        }
+        from = i + 1;
+    }
+    out.write_str(s.get(from..).unwrap_or_default())
+}
+
+/// A `fmt::Write` that escapes what it is given for the inside of a JSON string.
+struct Escaping<'a>(&'a mut dyn fmt::Write);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_escaped(self.0, s)
     }
 }
 
-impl Visit for JsonVisitor<'_> {
+struct JsonFields<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    /// Writes `,"<key>":` for the field, renaming keys the line itself uses.
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        let name = field.name();
+        self.out.write_str(",\"")?;
+        if RESERVED.contains(&name) {
+            self.out.write_str("fields.")?;
+        }
+        write_escaped(self.out, name)?;
+        self.out.write_str("\":")
+    }
+
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| value(self.out));
+        }
+    }
+
+    fn put_str(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        self.put(field, |out| {
+            out.write_char('"')?;
+            fmt::Write::write_fmt(&mut Escaping(out), value)?;
+            out.write_char('"')
+        });
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, value.into());
+        if value.is_finite() {
+            self.put(field, |out| write!(out, "{value}"));
+        } else {
+            self.put(field, |out| out.write_str("null"));
+        }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, value.into());
+        self.put(field, |out| write!(out, "{value}"));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, value.into());
+        self.put(field, |out| write!(out, "{value}"));
+    }
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        self.put(field, |out| write!(out, "{value}"));
+    }
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.put(field, |out| write!(out, "{value}"));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, value.into());
+        self.put(field, |out| write!(out, "{value}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, value.into());
+        self.put(field, |out| {
+            out.write_char('"')?;
+            write_escaped(out, value)?;
+            out.write_char('"')
+        });
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, value.to_string().into());
+        self.put_str(field, format_args!("{value}"));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, format!("{value:?}").into());
+        self.put_str(field, format_args!("{value:?}"));
     }
 }
 
@@ -160,23 +224,32 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut timestamp = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        let mut object = Map::new();
-        object.insert("timestamp".into(), timestamp.into());
-        object.insert("level".into(), meta.level().as_str().into());
-        object.insert("target".into(), meta.target().into());
-        event.record(&mut JsonVisitor(&mut object));
-        if let Some(span) = ctx.lookup_current() {
-            object.insert("span".into(), span.name().into());
+        writer.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut writer)?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(meta.level().as_str())?;
+        writer.write_str("\",\"target\":\"")?;
+        write_escaped(&mut writer, meta.target())?;
+        writer.write_char('"')?;
+        let mut fields = JsonFields {
+            out: &mut writer,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        // The registry's current span, whatever layers see it: this layer sees only events.
+        if let Some(span) = ctx.current_span().metadata() {
+            writer.write_str(",\"span\":\"")?;
+            write_escaped(&mut writer, span.name())?;
+            writer.write_char('"')?;
         }
         if let Some((trace_id, span_id)) = current_ids() {
-            object.insert("trace_id".into(), trace_id.into());
-            object.insert("span_id".into(), span_id.into());
+            write!(
+                writer,
+                ",\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\""
+            )?;
         }
-        let line = serde_json::to_string(&object).map_err(|_| fmt::Error)?;
-        writer.write_str(&line)?;
-        writer.write_char('\n')
+        writer.write_str("}\n")
     }
 }
 

@@ -196,24 +196,67 @@ pub(crate) fn register_pipeline_metrics(
 /// The latest sampled trace per histogram series, for OpenMetrics exemplars: a latency spike on
 /// a dashboard links to a trace that shows it. Bounded: series beyond [`MAX_EXEMPLAR_SERIES`] get
 /// no exemplar.
+///
+/// Recording is on the request path, so it keeps the ids raw and allocates only for a series it
+/// has not seen before; the ids are formatted when a scrape asks for them.
 #[derive(Debug, Default)]
 pub(crate) struct ExemplarStore {
-    latest: std::sync::Mutex<std::collections::HashMap<SeriesKey, exposition::Exemplar>>,
+    latest: std::sync::Mutex<ExemplarSeries>,
+}
+
+#[derive(Debug, Default)]
+struct ExemplarSeries {
+    /// Series by the order-independent hash of (metric, attributes); a collision shares a bucket.
+    by_hash: std::collections::HashMap<u64, Vec<ExemplarSlot>>,
+    count: usize,
+}
+
+#[derive(Debug)]
+struct ExemplarSlot {
+    metric: Box<str>,
+    attributes: Vec<KeyValue>,
+    trace_id: opentelemetry::trace::TraceId,
+    span_id: opentelemetry::trace::SpanId,
+    value: f64,
+    time: std::time::SystemTime,
+}
+
+impl ExemplarSlot {
+    fn is(&self, metric: &str, attributes: &[KeyValue]) -> bool {
+        &*self.metric == metric && same_attributes(&self.attributes, attributes)
+    }
 }
 
 #[cfg_attr(not(feature = "http-server"), allow(dead_code))]
 /// The most series the exemplar store remembers (the SDK's default cardinality limit).
 pub(crate) const MAX_EXEMPLAR_SERIES: usize = 2000;
 
-type SeriesKey = (String, Vec<(String, String)>);
+/// Attribute sets are equal whatever their order (keys are unique within a set).
+fn same_attributes(a: &[KeyValue], b: &[KeyValue]) -> bool {
+    a.len() == b.len() && a.iter().all(|kv| b.contains(kv))
+}
 
-fn series_key(metric: &str, attributes: &[KeyValue]) -> SeriesKey {
-    let mut attrs: Vec<(String, String)> = attributes
+/// A hash of the metric and its attribute set that does not depend on the attributes' order.
+fn series_hash(metric: &str, attributes: &[KeyValue]) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let hash_one = |kv: &KeyValue| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        kv.key.as_str().hash(&mut h);
+        match &kv.value {
+            opentelemetry::Value::Bool(v) => (0_u8, v).hash(&mut h),
+            opentelemetry::Value::I64(v) => (1_u8, v).hash(&mut h),
+            opentelemetry::Value::F64(v) => (2_u8, v.to_bits()).hash(&mut h),
+            opentelemetry::Value::String(v) => (3_u8, v.as_str()).hash(&mut h),
+            other => (4_u8, other.to_string()).hash(&mut h),
+        }
+        h.finish()
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    metric.hash(&mut h);
+    attributes
         .iter()
-        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
-        .collect();
-    attrs.sort();
-    (metric.to_string(), attrs)
+        .map(hash_one)
+        .fold(h.finish(), u64::wrapping_add)
 }
 
 impl ExemplarStore {
@@ -229,34 +272,61 @@ impl ExemplarStore {
         if !span_context.is_sampled() {
             return;
         }
-        let timestamp_seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_secs_f64());
-        let exemplar = exposition::Exemplar {
-            trace_id: span_context.trace_id().to_string(),
-            span_id: span_context.span_id().to_string(),
-            value,
-            timestamp_seconds,
-        };
-        let key = series_key(metric, attributes);
+        let hash = series_hash(metric, attributes);
+        let time = std::time::SystemTime::now();
+        let (trace_id, span_id) = (span_context.trace_id(), span_context.span_id());
         let mut latest = self
             .latest
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if latest.len() < MAX_EXEMPLAR_SERIES || latest.contains_key(&key) {
-            latest.insert(key, exemplar);
+        let ExemplarSeries { by_hash, count } = &mut *latest;
+        if let Some(slot) = by_hash
+            .get_mut(&hash)
+            .and_then(|bucket| bucket.iter_mut().find(|s| s.is(metric, attributes)))
+        {
+            slot.trace_id = trace_id;
+            slot.span_id = span_id;
+            slot.value = value;
+            slot.time = time;
+            return;
         }
+        if *count >= MAX_EXEMPLAR_SERIES {
+            return;
+        }
+        *count += 1;
+        by_hash.entry(hash).or_default().push(ExemplarSlot {
+            metric: metric.into(),
+            attributes: attributes.to_vec(),
+            trace_id,
+            span_id,
+            value,
+            time,
+        });
     }
 }
 
 impl exposition::ExemplarLookup for ExemplarStore {
     fn exemplar(&self, metric_name: &str, attributes: &[KeyValue]) -> Option<exposition::Exemplar> {
+        let hash = series_hash(metric_name, attributes);
         let latest = self
             .latest
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        latest.get(&series_key(metric_name, attributes)).cloned()
+        let slot = latest
+            .by_hash
+            .get(&hash)?
+            .iter()
+            .find(|s| s.is(metric_name, attributes))?;
+        Some(exposition::Exemplar {
+            trace_id: slot.trace_id.to_string(),
+            span_id: slot.span_id.to_string(),
+            value: slot.value,
+            timestamp_seconds: slot
+                .time
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs_f64()),
+        })
     }
 }
 
@@ -303,7 +373,7 @@ mod tests {
         for i in 0..MAX_EXEMPLAR_SERIES + 10 {
             store.record("m", &[KeyValue::new("i", i as i64)], 1.0, &span(true));
         }
-        let held = store.latest.lock().map(|l| l.len()).unwrap_or_default();
+        let held = store.latest.lock().map(|l| l.count).unwrap_or_default();
         assert_eq!(held, MAX_EXEMPLAR_SERIES);
     }
 }

@@ -162,8 +162,9 @@ impl<H: MessageHeaders + ?Sized> opentelemetry::propagation::Extractor for ReadC
     }
 }
 
-/// Writes the current `tracing` span's context (`traceparent`, `tracestate`, `baggage` by
-/// default) into `headers` with the installed instance's propagator (`OTEL_PROPAGATORS`; W3C
+/// Writes the current context (`traceparent`, `tracestate`, `baggage` by default: the innermost
+/// entered `tracing` span's, or the request or message span the library made current) into
+/// `headers` with the installed instance's propagator (`OTEL_PROPAGATORS`; W3C
 /// trace context and baggage when nothing is installed). Call it where a message is produced.
 ///
 /// ```
@@ -173,8 +174,7 @@ impl<H: MessageHeaders + ?Sized> opentelemetry::propagation::Extractor for ReadC
 /// assert!(headers.is_empty());
 /// ```
 pub fn inject<H: MessageHeaders + ?Sized>(headers: &mut H) {
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    inject_context(&tracing::Span::current().context(), headers);
+    inject_context(&opentelemetry::Context::current(), headers);
 }
 
 /// Writes `cx` into `headers` (see [`inject`] for the propagator used).
@@ -208,76 +208,27 @@ pub(crate) fn inject_with<H: MessageHeaders + ?Sized>(
     propagator.inject_context(cx, &mut Carrier(headers));
 }
 
+/// Reads `headers` into a child of `base` (the current context for [`extract`], an empty one
+/// where a request starts: a server's parent is the caller, never what this thread ran before).
 pub(crate) fn extract_with<H: MessageHeaders + ?Sized>(
     propagator: &dyn TextMapPropagator,
+    base: &opentelemetry::Context,
     headers: &H,
 ) -> opentelemetry::Context {
-    propagator.extract(&ReadCarrier(headers))
+    propagator.extract_with_context(base, &ReadCarrier(headers))
 }
 
-/// Reads the producer's context from `headers` (see [`inject`] for the propagator used). Malformed or absent
-/// headers give an empty context: the consumer starts a fresh trace. Make it the parent of the
-/// consumer's span with `tracing_opentelemetry::OpenTelemetrySpanExt::set_parent`.
+/// Reads the producer's context from `headers` (see [`inject`] for the propagator used), as a
+/// child of the current context. Malformed or absent headers carry no span: the consumer starts a
+/// fresh trace. [`consumer_span`] does this for you; to parent a `tracing` span on it instead,
+/// use `tracing_opentelemetry::OpenTelemetrySpanExt::set_parent`.
 pub fn extract<H: MessageHeaders + ?Sized>(headers: &H) -> opentelemetry::Context {
-    with_propagator(None, |p| extract_with(p, headers))
+    with_propagator(None, |p| {
+        extract_with(p, &opentelemetry::Context::current(), headers)
+    })
 }
 
-/// Starts a PRODUCER span for sending a message to `destination` on `system` (`"nats"`,
-/// `"kafka"`, …; the semantic conventions' `messaging.system`) and writes its context into the
-/// message's `headers`. Publish inside the span (`.instrument(span)` or `span.in_scope`).
-///
-/// ```
-/// let mut headers = std::collections::HashMap::new();
-/// let span = platform_telemetry::propagation::producer_span("nats", "orders.events", &mut headers);
-/// // publish(subject, headers, payload).instrument(span).await
-/// # drop(span);
-/// ```
-pub fn producer_span<H: MessageHeaders + ?Sized>(
-    system: &str,
-    destination: &str,
-    headers: &mut H,
-) -> tracing::Span {
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let span = tracing::info_span!(
-        "publish",
-        otel.name = %format!("publish {destination}"),
-        otel.kind = "producer",
-        messaging.system = system,
-        messaging.destination.name = destination,
-        messaging.operation.type = "send",
-        messaging.operation.name = "publish",
-    );
-    inject_context(&span.context(), headers);
-    span
-}
-
-/// Starts a CONSUMER span for processing a message received from `destination`: a child of the
-/// producer's context read from `headers` (so the trace continues across the message hop) and
-/// linked to it. Malformed or missing headers start a fresh trace.
-pub fn consumer_span<H: MessageHeaders + ?Sized>(
-    system: &str,
-    destination: &str,
-    headers: &H,
-) -> tracing::Span {
-    use opentelemetry::trace::TraceContextExt as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let span = tracing::info_span!(
-        "process",
-        otel.name = %format!("process {destination}"),
-        otel.kind = "consumer",
-        messaging.system = system,
-        messaging.destination.name = destination,
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-    );
-    let parent = extract(headers);
-    let producer = parent.span().span_context().clone();
-    let _ = span.set_parent(parent);
-    if producer.is_valid() {
-        span.add_link(producer);
-    }
-    span
-}
+pub use crate::messaging::{MessageSpan, consumer_span, producer_span};
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use tracing::Dispatch;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
@@ -64,6 +64,7 @@ pub struct Builder {
     shutdown_timeout: Duration,
     writer: Option<BoxMakeWriter>,
     capture: Option<CaptureSinks>,
+    span_source_attributes: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -74,6 +75,7 @@ impl fmt::Debug for Builder {
             .field("env_replaced", &self.env.is_some())
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("custom_writer", &self.writer.is_some())
+            .field("span_source_attributes", &self.span_source_attributes)
             .finish()
     }
 }
@@ -87,6 +89,7 @@ impl Default for Builder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             writer: None,
             capture: None,
+            span_source_attributes: false,
         }
     }
 }
@@ -177,6 +180,26 @@ impl Builder {
         self
     }
 
+    /// Records where each `tracing` span was created and on which thread: `code.file.path`,
+    /// `code.module.name`, `code.line.number`, `thread.id`, `thread.name` and `target` on every
+    /// span made from a `tracing` span (tracing-opentelemetry's defaults). Off by default: they
+    /// are not HTTP or messaging semantic-convention attributes, and building, storing and
+    /// encoding them costs every span (the request, client and message spans the library
+    /// creates itself never carry them).
+    ///
+    /// ```
+    /// let telemetry = platform_telemetry::builder()
+    ///     .span_source_attributes(true)
+    ///     .env_vars([("OTEL_TRACES_EXPORTER", "none"), ("OTEL_LOGS_EXPORTER", "none")])
+    ///     .build()?;
+    /// # drop(telemetry);
+    /// # Ok::<(), platform_telemetry::Error>(())
+    /// ```
+    pub fn span_source_attributes(mut self, on: bool) -> Self {
+        self.span_source_attributes = on;
+        self
+    }
+
     /// Also records spans and log records in these in-memory exporters (feature `testing`).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) fn capture_into(mut self, sinks: CaptureSinks) -> Self {
@@ -203,6 +226,7 @@ struct Inner {
     service_name: String,
     resource: Resource,
     tracer_provider: Option<SdkTracerProvider>,
+    tracer: Option<SdkTracer>,
     logger_provider: Option<SdkLoggerProvider>,
     meter_provider: SdkMeterProvider,
     prometheus: Option<PrometheusReader>,
@@ -297,6 +321,19 @@ impl Telemetry {
     /// The tracer provider; `None` when the SDK is disabled.
     pub fn tracer_provider(&self) -> Option<&SdkTracerProvider> {
         self.inner.tracer_provider.as_ref()
+    }
+
+    /// The tracer the library's own request, client and message spans are started with.
+    pub(crate) fn tracer(&self) -> Option<&SdkTracer> {
+        self.inner.tracer.as_ref()
+    }
+
+    /// True when this is the instance [`init()`](crate::init) installed: its subscriber is the
+    /// global default, so nothing needs to switch to it.
+    pub(crate) fn is_global(&self) -> bool {
+        GLOBAL
+            .get()
+            .is_some_and(|g| Arc::ptr_eq(&g.inner, &self.inner))
     }
 
     /// The logger provider; `None` when OTLP log export is off or the SDK is disabled.
@@ -450,6 +487,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         shutdown_timeout,
         writer,
         capture,
+        span_source_attributes,
     } = builder;
     // reqwest is built without a bundled crypto provider; make ring the process default so that
     // every reqwest client in the process (ours and the application's) can do TLS. An
@@ -512,7 +550,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         // Without a reader the SDK refuses observable instruments (and says so at ERROR).
         if e.prometheus || e.otlp || e.console {
             metrics::register_pipeline_metrics(
-                &meters.provider.meter("platform-telemetry"),
+                &meters.provider.meter(INSTRUMENTATION_SCOPE),
                 &span_counters,
                 &log_counters,
             );
@@ -520,11 +558,15 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         (Some(tracer_provider), logger_provider, meters)
     };
 
+    let tracer = tracer_provider
+        .as_ref()
+        .map(|p| p.tracer(INSTRUMENTATION_SCOPE));
     let dispatch = subscriber(
         &cfg,
         writer,
-        tracer_provider.as_ref(),
+        tracer.as_ref(),
         logger_provider.as_ref(),
+        span_source_attributes,
     );
     let warnings = warnings.into_vec();
     tracing::dispatcher::with_default(&dispatch, || {
@@ -544,6 +586,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
             service_name,
             resource,
             tracer_provider,
+            tracer,
             logger_provider,
             meter_provider: meters.provider,
             prometheus: meters.prometheus,
@@ -564,11 +607,35 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
+/// The instrumentation scope of every span and instrument the library creates.
+pub(crate) const INSTRUMENTATION_SCOPE: &str = "platform-telemetry";
+
+/// A layer that does nothing but let code find the instance whose subscriber is current
+/// (`Dispatch::downcast_ref`), so the spans the library starts with the SDK tracer directly go
+/// to the same instance as the `tracing` spans around them.
+struct CurrentInstance {
+    tracer: SdkTracer,
+}
+
+impl<S: tracing::Subscriber> Layer<S> for CurrentInstance {}
+
+/// The tracer of the instance whose `tracing` subscriber is current on this thread; without
+/// one, the global instance's.
+pub(crate) fn current_tracer() -> Option<SdkTracer> {
+    let local = tracing::dispatcher::get_default(|dispatch| {
+        dispatch
+            .downcast_ref::<CurrentInstance>()
+            .map(|instance| instance.tracer.clone())
+    });
+    local.or_else(|| GLOBAL.get().and_then(|t| t.inner.tracer.clone()))
+}
+
 fn subscriber(
     cfg: &config::Resolved,
     writer: Option<BoxMakeWriter>,
-    tracer_provider: Option<&SdkTracerProvider>,
+    tracer: Option<&SdkTracer>,
     logger_provider: Option<&SdkLoggerProvider>,
+    span_source_attributes: bool,
 ) -> Dispatch {
     let custom_writer = writer.is_some();
     let writer = writer.unwrap_or_else(|| BoxMakeWriter::new(std::io::stdout));
@@ -578,7 +645,12 @@ fn subscriber(
         .with_ansi(ansi);
     let mut layers: Vec<BoxedLayer> = Vec::new();
     layers.push(match cfg.log_format {
-        LogFormat::Json => fmt.event_format(logs::JsonFormat).boxed(),
+        // The JSON line names the current span itself (from the registry), so the layer never
+        // sees spans: it would format every span's fields into a string no line ever prints.
+        LogFormat::Json => fmt
+            .event_format(logs::JsonFormat)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.is_event()))
+            .boxed(),
         LogFormat::Pretty => fmt
             .event_format(logs::WithTraceIds(
                 tracing_subscriber::fmt::format().pretty(),
@@ -592,16 +664,24 @@ fn subscriber(
     });
     let not_machinery =
         tracing_subscriber::filter::filter_fn(|meta| !logs::is_export_machinery(meta.target()));
-    if let Some(provider) = tracer_provider {
-        let tracer = provider.tracer("platform-telemetry");
+    if let Some(tracer) = tracer {
         layers.push(
             tracing_opentelemetry::layer()
-                .with_tracer(tracer)
+                .with_tracer(tracer.clone())
                 // `busy_ns`/`idle_ns` are not semantic-convention attributes, and tracking them
                 // reads the clock on every enter and exit (every poll of an instrumented future).
                 .with_tracked_inactivity(false)
+                .with_location(span_source_attributes)
+                .with_threads(span_source_attributes)
+                .with_target(span_source_attributes)
                 .with_filter(not_machinery.clone())
                 .boxed(),
+        );
+        layers.push(
+            CurrentInstance {
+                tracer: tracer.clone(),
+            }
+            .boxed(),
         );
     }
     if let Some(provider) = logger_provider {

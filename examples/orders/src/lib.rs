@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use platform_telemetry::propagation::{MessageHeaders, producer_span};
 use serde::{Deserialize, Serialize};
-use tracing::Instrument as _;
 
 /// The subject (topic) events are published on.
 pub const SUBJECT: &str = "orders.viewed";
@@ -66,23 +65,28 @@ impl Events {
             Events::Nats(client) => {
                 let mut headers = NatsHeaders::default();
                 let span = producer_span("nats", SUBJECT, &mut headers);
-                async {
-                    client
-                        .publish_with_headers(SUBJECT, headers.0, payload.into())
-                        .await?;
-                    client.flush().await?;
-                    anyhow::Ok(())
+                let published = span
+                    .wrap(async {
+                        client
+                            .publish_with_headers(SUBJECT, headers.0, payload.into())
+                            .await?;
+                        client.flush().await?;
+                        anyhow::Ok(())
+                    })
+                    .await;
+                if published.is_err() {
+                    span.set_error("publish_failed");
                 }
-                .instrument(span)
-                .await
+                published
             }
             Events::Channel(sender) => {
                 let mut headers = HashMap::new();
                 let span = producer_span("in_process", SUBJECT, &mut headers);
-                let _entered = span.enter();
-                sender
-                    .try_send(Message { headers, payload })
-                    .map_err(|e| anyhow::anyhow!("in-process event channel: {e}"))
+                let sent = span.in_scope(|| sender.try_send(Message { headers, payload }));
+                sent.map_err(|e| {
+                    span.set_error("channel_full");
+                    anyhow::anyhow!("in-process event channel: {e}")
+                })
             }
         }
     }

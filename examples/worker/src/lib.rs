@@ -8,11 +8,13 @@ use platform_telemetry::propagation::{MessageHeaders, consumer_span};
 /// Handles one event inside a CONSUMER span that continues the producer's trace.
 pub fn handle(system: &str, headers: &impl MessageHeaders, payload: &[u8]) {
     let span = consumer_span(system, SUBJECT, headers);
-    let _entered = span.enter();
-    match serde_json::from_slice::<OrderViewed>(payload) {
+    span.in_scope(|| match serde_json::from_slice::<OrderViewed>(payload) {
         Ok(event) => tracing::info!(order.id = event.order_id, "order event processed"),
-        Err(error) => tracing::warn!(%error, "malformed order event skipped"),
-    }
+        Err(error) => {
+            span.set_error("malformed_payload");
+            tracing::warn!(%error, "malformed order event skipped");
+        }
+    });
 }
 
 /// Consumes from NATS until the subscription ends.

@@ -1,18 +1,23 @@
 //! The client side: a reqwest client (through `reqwest-middleware`) that opens a CLIENT span
 //! per request, injects its context into the request headers, and records
 //! `http.client.request.duration`.
+//!
+//! The CLIENT span is started with the SDK tracer of the instance (the one given, else the one
+//! whose subscriber is current, else the global one) as a child of the current context, and
+//! its attributes are built only when it records.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
-use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
 
 use crate::http::{DURATION_BUCKETS, method_name};
 use crate::propagation::{inject_with, with_propagator};
 use crate::redact::Redaction;
+use crate::telemetry::{INSTRUMENTATION_SCOPE, current_tracer};
 use crate::{Telemetry, global};
 
 /// The instrument name, as the semantic conventions give it.
@@ -56,8 +61,8 @@ impl TracingMiddleware {
     /// For an instance (`None`: the global providers and propagator).
     pub fn new(telemetry: Option<Telemetry>) -> Self {
         let meter = match &telemetry {
-            Some(t) => t.meter("platform-telemetry"),
-            None => opentelemetry::global::meter("platform-telemetry"),
+            Some(t) => t.meter(INSTRUMENTATION_SCOPE),
+            None => opentelemetry::global::meter(INSTRUMENTATION_SCOPE),
         };
         let duration = meter
             .f64_histogram(CLIENT_DURATION)
@@ -89,67 +94,80 @@ impl reqwest_middleware::Middleware for TracingMiddleware {
     ) -> reqwest_middleware::Result<reqwest::Response> {
         let method = method_name(request.method());
         let url = request.url();
-        let host = url.host_str().unwrap_or_default().to_string();
+        let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().map(i64::from);
-        let span = match self.telemetry.as_ref().map(Telemetry::subscriber) {
-            Some(d) => tracing::dispatcher::with_default(&d, || client_span(method)),
-            None => client_span(method),
+        let tracer = match &self.telemetry {
+            Some(t) => t.tracer().cloned(),
+            None => current_tracer(),
         };
-        span.set_attribute("url.full", self.redaction.url(url.as_str()));
-        span.set_attribute("server.address", host.clone());
-        if let Some(port) = port {
-            span.set_attribute("server.port", port);
-        }
-        let cx = span.context();
+        let parent = opentelemetry::Context::current();
+        let cx = match tracer {
+            Some(tracer) => {
+                let mut span = tracer
+                    .span_builder(method)
+                    .with_kind(SpanKind::Client)
+                    .start_with_context(&tracer, &parent);
+                if span.is_recording() {
+                    span.set_attribute(KeyValue::new("http.request.method", method));
+                    span.set_attribute(KeyValue::new("url.full", self.redaction.url(url.as_str())));
+                    span.set_attribute(KeyValue::new("server.address", host.clone()));
+                    if let Some(port) = port {
+                        span.set_attribute(KeyValue::new("server.port", port));
+                    }
+                    parent.with_span(span)
+                } else {
+                    parent.with_remote_span_context(span.span_context().clone())
+                }
+            }
+            None => parent,
+        };
         with_propagator(self.telemetry.as_ref(), |p| {
             inject_with(p, &cx, request.headers_mut());
         });
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", method),
-            KeyValue::new("server.address", host),
-        ];
+        let started = Instant::now();
+        let result = next
+            .run(request, extensions)
+            .with_context(cx.clone())
+            .await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let span = cx.span();
+        let mut attributes = Vec::with_capacity(5);
+        attributes.push(KeyValue::new("http.request.method", method));
+        attributes.push(KeyValue::new("server.address", host));
         if let Some(port) = port {
             attributes.push(KeyValue::new("server.port", port));
         }
-        let started = Instant::now();
-        let result = next.run(request, extensions).instrument(span.clone()).await;
-        let elapsed = started.elapsed().as_secs_f64();
         match &result {
             Ok(response) => {
                 let status = response.status().as_u16();
-                span.record("http.response.status_code", status);
-                attributes.push(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(status),
-                ));
+                let status_attribute =
+                    KeyValue::new("http.response.status_code", i64::from(status));
+                if span.is_recording() {
+                    span.set_attribute(status_attribute.clone());
+                }
+                attributes.push(status_attribute);
                 if status >= 400 {
-                    span.record("otel.status_code", "ERROR");
-                    span.record("error.type", status.to_string());
-                    attributes.push(KeyValue::new("error.type", status.to_string()));
+                    let error = KeyValue::new("error.type", status.to_string());
+                    if span.is_recording() {
+                        span.set_attribute(error.clone());
+                        span.set_status(Status::error(""));
+                    }
+                    attributes.push(error);
                 }
             }
             Err(error) => {
-                let kind = error_type(error);
-                span.record("otel.status_code", "ERROR");
-                span.record("error.type", kind);
-                attributes.push(KeyValue::new("error.type", kind));
+                let error = KeyValue::new("error.type", error_type(error));
+                if span.is_recording() {
+                    span.set_attribute(error.clone());
+                    span.set_status(Status::error(""));
+                }
+                attributes.push(error);
             }
         }
+        span.end();
         self.duration.record(elapsed, &attributes);
         result
     }
-}
-
-fn client_span(method: &'static str) -> tracing::Span {
-    tracing::info_span!(
-        "HTTP client request",
-        otel.name = method,
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = method,
-        http.response.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    )
 }
 
 fn error_type(error: &reqwest_middleware::Error) -> &'static str {

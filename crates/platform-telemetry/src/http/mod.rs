@@ -22,7 +22,7 @@ pub mod server;
 #[cfg(feature = "http-client")]
 pub use client::{TracingMiddleware, client, client_for};
 #[cfg(feature = "http-server")]
-pub use server::{ServerLayer, ServerService, server_layer};
+pub use server::{RequestSpan, ResponseFuture, ServerLayer, ServerService, server_layer};
 
 /// Bucket boundaries (seconds) the semantic conventions give for HTTP durations.
 pub const DURATION_BUCKETS: &[f64] = &[
