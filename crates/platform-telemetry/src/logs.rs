@@ -105,7 +105,14 @@ fn current_ids() -> Option<(TraceId, SpanId)> {
 #[derive(Debug, Default)]
 pub(crate) struct JsonFormat;
 
-const RESERVED: &[&str] = &["timestamp", "level", "target", "span", "trace_id", "span_id"];
+const RESERVED: &[&str] = &[
+    "timestamp",
+    "level",
+    "target",
+    "span",
+    "trace_id",
+    "span_id",
+];
 
 /// Writes `s` as the inside of a JSON string (RFC 8259 escapes).
 fn write_escaped(out: &mut dyn fmt::Write, s: &str) -> fmt::Result {
@@ -177,7 +184,9 @@ impl JsonFields<'_, '_> {
 impl Visit for JsonFields<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         if value.is_finite() {
-            self.put(field, |out| write!(out, "{value}"));
+            // `Debug` is the shortest form that reads back exactly, with an exponent for very
+            // large or small values (`Display` would write 1e300 as 301 digits).
+            self.put(field, |out| write!(out, "{value:?}"));
         } else {
             self.put(field, |out| out.write_str("null"));
         }
@@ -280,6 +289,74 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::sync::{Arc, Mutex};
+
+    /// The lines `JsonFormat` writes for what `emit` logs, parsed back.
+    fn json_lines(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if let Ok(mut b) = self.0.lock() {
+                    b.extend_from_slice(buf);
+                }
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonFormat)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|line| match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(e) => panic!("not JSON ({e}): {line}"),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Whatever a message or a field holds (quotes, backslashes, control characters,
+        /// any Unicode), the line is one valid JSON object that gives it back unchanged.
+        #[test]
+        fn any_text_round_trips_through_a_json_line(
+            message in any::<String>(),
+            value in any::<String>(),
+            number in any::<f64>(),
+        ) {
+            let lines = json_lines(|| {
+                let span = tracing::info_span!("request \"quoted\"");
+                let _entered = span.enter();
+                tracing::info!(value = %value, debug = ?value, number, target = "shadowed", "{message}");
+            });
+            prop_assert_eq!(lines.len(), 1);
+            let line = &lines[0];
+            prop_assert_eq!(line["message"].as_str(), Some(message.as_str()));
+            prop_assert_eq!(line["value"].as_str(), Some(value.as_str()));
+            let debug = format!("{value:?}");
+            prop_assert_eq!(line["debug"].as_str(), Some(debug.as_str()));
+            if number.is_finite() {
+                // serde_json's default parser may be one ulp off on long mantissas.
+                let read = line["number"].as_f64().unwrap_or(f64::NAN);
+                prop_assert!((read - number).abs() <= number.abs() * 1e-15, "{read} != {number}");
+            } else {
+                prop_assert!(line["number"].is_null());
+            }
+            prop_assert_eq!(line["fields.target"].as_str(), Some("shadowed"));
+            prop_assert_eq!(line["level"].as_str(), Some("INFO"));
+            prop_assert_eq!(line["span"].as_str(), Some("request \"quoted\""));
+        }
+    }
 
     #[test]
     fn export_machinery_is_recognised_by_target_prefix() {
