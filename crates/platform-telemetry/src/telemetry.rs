@@ -649,7 +649,9 @@ fn subscriber(
         // sees spans: it would format every span's fields into a string no line ever prints.
         LogFormat::Json => fmt
             .event_format(logs::JsonFormat)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.is_event()))
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.is_event()
+            }))
             .boxed(),
         LogFormat::Pretty => fmt
             .event_format(logs::WithTraceIds(

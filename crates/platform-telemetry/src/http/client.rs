@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::Histogram;
 use opentelemetry::context::FutureExt as _;
+use opentelemetry::metrics::Histogram;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _};
 
 use crate::http::{DURATION_BUCKETS, method_name};
@@ -125,10 +125,7 @@ impl reqwest_middleware::Middleware for TracingMiddleware {
             inject_with(p, &cx, request.headers_mut());
         });
         let started = Instant::now();
-        let result = next
-            .run(request, extensions)
-            .with_context(cx.clone())
-            .await;
+        let result = next.run(request, extensions).with_context(cx.clone()).await;
         let elapsed = started.elapsed().as_secs_f64();
         let span = cx.span();
         let mut attributes = Vec::with_capacity(5);

@@ -212,7 +212,9 @@ where
             }
             None => opentelemetry::Context::new(),
         };
-        instruments.active.add(1, &active_attributes(method, scheme));
+        instruments
+            .active
+            .add(1, &active_attributes(method, scheme));
         let started = Started {
             shared: self.shared.clone(),
             cx,
@@ -303,10 +305,7 @@ fn start_span<B>(
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
     {
         span.set_attribute(KeyValue::new("client.address", info.0.ip().to_string()));
-        span.set_attribute(KeyValue::new(
-            "network.peer.port",
-            i64::from(info.0.port()),
-        ));
+        span.set_attribute(KeyValue::new("network.peer.port", i64::from(info.0.port())));
     }
     span.set_attribute(KeyValue::new(
         "network.protocol.version",
