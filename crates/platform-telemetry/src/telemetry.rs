@@ -324,12 +324,17 @@ impl Telemetry {
     }
 
     /// The tracer the library's own request, client and message spans are started with.
+    #[cfg_attr(
+        not(any(feature = "http-server", feature = "http-client")),
+        allow(dead_code)
+    )]
     pub(crate) fn tracer(&self) -> Option<&SdkTracer> {
         self.inner.tracer.as_ref()
     }
 
     /// True when this is the instance [`init()`](crate::init) installed: its subscriber is the
     /// global default, so nothing needs to switch to it.
+    #[cfg_attr(not(feature = "http-server"), allow(dead_code))]
     pub(crate) fn is_global(&self) -> bool {
         GLOBAL
             .get()
