@@ -121,10 +121,15 @@ async fn a_flood_of_spans_with_no_endpoint_stays_fast_bounded_and_counted() {
     // The queue (2048 by default) bounds what is held; everything else is dropped and counted.
     assert_eq!(num("capacity"), 2048.0);
     assert!(num("queued") <= 2048.0, "{r}");
-    assert!(
-        num("dropped") >= 100_000.0 - 2048.0 - 512.0,
-        "drops are counted: {r}"
+    // Every span is accounted for: dropped at the full queue, or failed in an export attempt
+    // (how many batches the exporter tries against the closed port before the flood ends
+    // depends on timing, so the split is not fixed; the sum is).
+    assert_eq!(
+        num("dropped") + num("failed_after_shutdown") + num("exported_after_shutdown"),
+        100_000.0,
+        "every span is counted: {r}"
     );
+    assert!(num("dropped") >= 90_000.0, "most of a flood is dropped: {r}");
     // Memory: 100k spans held would take far more than this (each SpanData is ~0.5 KiB).
     assert!(num("rss_growth_kib") < 32.0 * 1024.0, "{r}");
     // The emit loop never waits for the endpoint (debug build: generous bound).
