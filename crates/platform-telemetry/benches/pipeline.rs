@@ -7,27 +7,57 @@
 //! real `otlp-receiver` on loopback, served by a one-worker tokio runtime in this process.
 //! JSON log lines are formatted in full and written to `std::io::sink`.
 //!
-//! Results (2-core x86_64 VM, Rust 1.95, release, 2026-11-23; criterion medians; how to read
-//! them: BENCHMARKS.md):
+//! Results (2-core x86_64 VM, Rust 1.95, release, 2026-12-02; criterion medians of one run of
+//! `cargo bench -p platform-telemetry --bench pipeline --features http-server,http-client --
+//! --warm-up-time 1 --measurement-time 3`; two back-to-back runs on this VM differed by up to
+//! ±20 % per line, so compare lines of one run; how to read them: BENCHMARKS.md). Allocations:
+//! heap allocations (`alloc` + `realloc`) per call made on the benchmark's thread, counted over
+//! 10,000 calls after each benchmark (export threads and the receiver not counted):
 //!
-//! | Benchmark                          | Median  |
-//! |------------------------------------|---------|
-//! | baseline_fmt_only/span_start_end   | 243 ns  |
-//! | span/start_end_sampled             | 1.26 µs |
-//! | span/start_end_not_sampled         | 1.02 µs |
-//! | baseline_fmt_only/event_in_span    | 830 ns  |
-//! | log/event_in_sampled_span          | 1.90 µs |
-//! | metrics/histogram_record           | 82 ns   |
-//! | metrics/counter_add                | 73 ns   |
-//! | propagation/inject_context         | 249 ns  |
-//! | propagation/extract                | 294 ns  |
+//! | Benchmark                               | Median  | Allocs/op |
+//! |-----------------------------------------|---------|-----------|
+//! | baseline_fmt_only/span_start_end        | 472 ns  | 4         |
+//! | span/start_end_sampled                  | 1.19 µs | 8         |
+//! | span/start_end_not_sampled              | 969 ns  | 8         |
+//! | baseline_fmt_only/event_in_span         | 1.54 µs | 0         |
+//! | log/event_in_sampled_span               | 1.47 µs | 8.8       |
+//! | baseline_fmt_only/json_line_in_span     | 3.00 µs | 7         |
+//! | log/json_line_in_span                   | 1.17 µs | 6         |
+//! | metrics/histogram_record (sdk floor)    | 126 ns  | 0         |
+//! | metrics/counter_add                     | 94 ns   | 0         |
+//! | propagation/inject_context              | 330 ns  | 6         |
+//! | propagation/extract                     | 522 ns  | 2         |
+//! | sdk_floor/extract                       | 453 ns  | 4         |
+//! | sdk_floor/span_start_end                | 184 ns  | 0         |
+//! | sdk_floor/span_start_end_not_sampled    | 87 ns   | 0         |
+//! | messaging/producer_span_sampled         | 979 ns  | 14        |
+//! | messaging/producer_span_not_sampled     | 500 ns  | 7         |
+//! | messaging/consumer_span_sampled         | 1.04 µs | 11        |
+//! | messaging/consumer_span_not_sampled     | 626 ns  | 4         |
+//! | baseline/http_request_bare              | 1.02 µs | 21        |
+//! | http_server/request_sampled             | 4.13 µs | 38        |
+//! | http_server/request_not_sampled         | 2.31 µs | 28        |
+//! | baseline/http_client_bare               | 1.09 µs | 10        |
+//! | http_client/request_sampled             | 3.04 µs | 30        |
+//! | http_client/request_not_sampled         | 2.58 µs | 22        |
 //!
-//! `cargo bench -p platform-telemetry --bench pipeline` reruns them. The `baseline_fmt_only/*` benchmarks run the same span and event under a plain
-//! `tracing_subscriber::fmt()` subscriber with no OpenTelemetry, for the ratios there.
+//! The `baseline_fmt_only/*` benchmarks run the same span and event under a plain
+//! `tracing_subscriber::fmt()` subscriber with no OpenTelemetry (`json_line_in_span`: under
+//! `fmt().json()`, against our JSON line with OTLP traces and logs off), for the ratios there.
+//! `baseline/*` are the same in-process request without our layer or middleware: the layer's
+//! cost is `http_server/*` minus `baseline/http_request_bare`, the middleware's is
+//! `http_client/*` minus `baseline/http_client_bare`. `sdk_floor/*` is what the OpenTelemetry
+//! SDK itself takes for the same span or extraction. The `http_*` benchmarks need the crate's
+//! `http-server` and `http-client` features (without them they are skipped with a note); the
+//! server layer and the client middleware are given a non-global instance
+//! (`ServerLayer::for_telemetry`, `TracingMiddleware::new(Some(..))`), so the server layer also
+//! switches to that instance's subscriber around the call and the poll, which the global
+//! instance does not. Allocations are counted by `allocation-counter`, installed as this
+//! binary's global allocator (a thread-local count per allocation; timings include it).
 //!
 //! A tight loop produces spans far faster than one loopback export thread sends them, so the
-//! bounded queue fills and most spans of a sampled run are turned away (and counted): the
-//! "dropped" column. The span and log numbers are therefore the cost paid on the application's
+//! bounded queue fills and most spans of a sampled run are turned away (and counted: the
+//! "dropped" figure each group prints to stderr). The span and log numbers are therefore the cost paid on the application's
 //! thread; the sustainable export rate is measured by `benches/export_throughput.rs`.
 
 use std::collections::HashMap;
@@ -35,13 +65,21 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::KeyValue;
+use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    Span as _, SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId,
+    TraceState, Tracer as _, TracerProvider as _,
 };
 use platform_telemetry::Telemetry;
 
 mod common;
+#[path = "common/in_process.rs"]
+mod in_process;
 use common::{Receiver, telemetry};
+use in_process::bench;
+
+/// A sampled W3C parent, as a caller or a producer sends it.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// Prints what the pipeline did during a group, for the table above.
 fn report(what: &str, telemetry: &Telemetry) {
@@ -66,11 +104,9 @@ fn spans(c: &mut Criterion) {
     ] {
         let telemetry = telemetry(&receiver, sampler);
         tracing::dispatcher::with_default(&telemetry.subscriber(), || {
-            c.bench_function(&format!("span/{name}"), |b| {
-                b.iter(|| {
-                    let span = tracing::info_span!("bench.operation", order_id = 42_u64);
-                    span.in_scope(|| black_box(&span));
-                });
+            bench(c, &format!("span/{name}"), || {
+                let span = tracing::info_span!("bench.operation", order_id = 42_u64);
+                span.in_scope(|| black_box(&span));
             });
         });
         report(name, &telemetry);
@@ -86,22 +122,18 @@ fn baseline(c: &mut Criterion) {
         .with_max_level(tracing::Level::INFO)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        c.bench_function("baseline_fmt_only/span_start_end", |b| {
-            b.iter(|| {
-                let span = tracing::info_span!("bench.operation", order_id = 42_u64);
-                span.in_scope(|| black_box(&span));
-            });
+        bench(c, "baseline_fmt_only/span_start_end", || {
+            let span = tracing::info_span!("bench.operation", order_id = 42_u64);
+            span.in_scope(|| black_box(&span));
         });
         let span = tracing::info_span!("bench.request", order_id = 42_u64);
         let _entered = span.enter();
-        c.bench_function("baseline_fmt_only/event_in_span", |b| {
-            b.iter(|| {
-                tracing::info!(
-                    order_id = black_box(42_u64),
-                    status = "paid",
-                    "order placed"
-                );
-            });
+        bench(c, "baseline_fmt_only/event_in_span", || {
+            tracing::info!(
+                order_id = black_box(42_u64),
+                status = "paid",
+                "order placed"
+            );
         });
     });
 }
@@ -112,8 +144,48 @@ fn logs(c: &mut Criterion) {
     tracing::dispatcher::with_default(&telemetry.subscriber(), || {
         let span = tracing::info_span!("bench.request", order_id = 42_u64);
         let _entered = span.enter();
-        c.bench_function("log/event_in_sampled_span", |b| {
-            b.iter(|| {
+        bench(c, "log/event_in_sampled_span", || {
+            tracing::info!(
+                order_id = black_box(42_u64),
+                status = "paid",
+                "order placed"
+            );
+        });
+    });
+    report("log/event_in_sampled_span", &telemetry);
+}
+
+/// The stdout JSON line alone: our instance with OTLP traces and logs off
+/// (`OTEL_TRACES_EXPORTER=none`, `OTEL_LOGS_EXPORTER=none`, `LOG_FORMAT=json`) against
+/// `tracing_subscriber::fmt().json()`, both writing to `std::io::sink`; the same event in an
+/// entered span. The target: ours at most 1.5x the plain line.
+fn json_line(c: &mut Criterion) {
+    let telemetry = platform_telemetry::builder()
+        .env_vars([
+            ("OTEL_SERVICE_NAME", "bench"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+            ("LOG_FORMAT", "json"),
+        ])
+        .log_writer(std::io::sink)
+        .build()
+        .expect("telemetry");
+    let plain = tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::sink)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    for (name, dispatch) in [
+        ("log/json_line_in_span", telemetry.subscriber()),
+        (
+            "baseline_fmt_only/json_line_in_span",
+            tracing::Dispatch::new(plain),
+        ),
+    ] {
+        tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!("bench.request", order_id = 42_u64);
+            let _entered = span.enter();
+            bench(c, name, || {
                 tracing::info!(
                     order_id = black_box(42_u64),
                     status = "paid",
@@ -121,8 +193,7 @@ fn logs(c: &mut Criterion) {
                 );
             });
         });
-    });
-    report("log/event_in_sampled_span", &telemetry);
+    }
 }
 
 fn metrics(c: &mut Criterion) {
@@ -140,14 +211,17 @@ fn metrics(c: &mut Criterion) {
         KeyValue::new("http.response.status_code", 200_i64),
     ];
     tracing::dispatcher::with_default(&telemetry.subscriber(), || {
-        c.bench_function("metrics/histogram_record", |b| {
-            b.iter(|| histogram.record(black_box(0.0123), &attributes));
+        // Also the SDK floor for the request duration the server layer records.
+        bench(c, "metrics/histogram_record", || {
+            histogram.record(black_box(0.0123), &attributes);
         });
-        c.bench_function("metrics/counter_add", |b| {
-            b.iter(|| counter.add(black_box(1), &attributes));
+        bench(c, "metrics/counter_add", || {
+            counter.add(black_box(1), &attributes);
         });
     });
-    // The series exist and are served (the pipeline really ran).
+    // The series exist and are served (the pipeline really ran; one add of our own, so that a
+    // run filtered to other benchmarks passes too).
+    counter.add(1, &attributes);
     let scrape = telemetry.scrape_metrics(None).body;
     assert!(scrape.contains("bench_orders_total"), "{scrape}");
 }
@@ -163,23 +237,17 @@ fn propagation(c: &mut Criterion) {
         TraceState::default(),
     );
     let cx = opentelemetry::Context::new().with_remote_span_context(span_context);
-    let incoming: HashMap<String, String> = HashMap::from([(
-        "traceparent".to_string(),
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
-    )]);
+    let incoming: HashMap<String, String> =
+        HashMap::from([("traceparent".to_string(), TRACEPARENT.to_string())]);
     tracing::dispatcher::with_default(&telemetry.subscriber(), || {
-        c.bench_function("propagation/inject_context", |b| {
-            b.iter(|| {
-                let mut headers: HashMap<String, String> = HashMap::new();
-                platform_telemetry::propagation::inject_context(&cx, &mut headers);
-                black_box(headers)
-            });
+        bench(c, "propagation/inject_context", || {
+            let mut headers: HashMap<String, String> = HashMap::new();
+            platform_telemetry::propagation::inject_context(&cx, &mut headers);
+            headers
         });
-        c.bench_function("propagation/extract", |b| {
-            b.iter(|| {
-                let cx = platform_telemetry::propagation::extract(black_box(&incoming));
-                black_box(cx.span().span_context().is_valid())
-            });
+        bench(c, "propagation/extract", || {
+            let cx = platform_telemetry::propagation::extract(black_box(&incoming));
+            cx.span().span_context().is_valid()
         });
     });
     // Sanity: the round trip carries the context.
@@ -192,5 +260,189 @@ fn propagation(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, baseline, spans, logs, metrics, propagation);
+/// What the SDK itself costs, beside ours in the same run: a SERVER span started and ended with
+/// the instance's SDK tracer, and W3C extraction with the SDK's `TraceContextPropagator`
+/// (`metrics/histogram_record` is the histogram floor).
+fn sdk_floor(c: &mut Criterion) {
+    let receiver = Receiver::start();
+    for (name, sampler) in [
+        ("span_start_end", "always_on"),
+        ("span_start_end_not_sampled", "always_off"),
+    ] {
+        let telemetry = telemetry(&receiver, sampler);
+        let tracer = telemetry
+            .tracer_provider()
+            .expect("tracer provider")
+            .tracer("bench");
+        let root = opentelemetry::Context::new();
+        bench(c, &format!("sdk_floor/{name}"), || {
+            let mut span = tracer
+                .span_builder("GET /orders/{id}")
+                .with_kind(SpanKind::Server)
+                .start_with_context(&tracer, &root);
+            span.end();
+        });
+        report(&format!("sdk_floor/{name}"), &telemetry);
+    }
+    let propagator = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+    let incoming: HashMap<String, String> =
+        HashMap::from([("traceparent".to_string(), TRACEPARENT.to_string())]);
+    assert!(
+        propagator
+            .extract(&incoming)
+            .span()
+            .span_context()
+            .is_valid()
+    );
+    bench(c, "sdk_floor/extract", || {
+        let cx = propagator.extract(black_box(&incoming));
+        cx.span().span_context().is_valid()
+    });
+}
+
+/// A PRODUCER span (context written into a fresh header map) and a CONSUMER span (context read
+/// from the producer's headers), each started, entered around a no-op and ended.
+fn messaging(c: &mut Criterion) {
+    use platform_telemetry::propagation::{consumer_span, producer_span};
+    let receiver = Receiver::start();
+    let received: HashMap<String, String> =
+        HashMap::from([("traceparent".to_string(), TRACEPARENT.to_string())]);
+    for (suffix, sampler) in [("sampled", "always_on"), ("not_sampled", "always_off")] {
+        let telemetry = telemetry(&receiver, sampler);
+        tracing::dispatcher::with_default(&telemetry.subscriber(), || {
+            {
+                let mut headers: HashMap<String, String> = HashMap::new();
+                let span = producer_span("nats", "orders.events", &mut headers);
+                assert_eq!(span.is_recording(), sampler == "always_on");
+                assert!(headers.contains_key("traceparent"), "{headers:?}");
+                span.end();
+            }
+            bench(c, &format!("messaging/producer_span_{suffix}"), || {
+                let mut headers: HashMap<String, String> = HashMap::new();
+                let span = producer_span("nats", "orders.events", &mut headers);
+                span.in_scope(|| black_box(&headers));
+                span.end();
+                headers
+            });
+            bench(c, &format!("messaging/consumer_span_{suffix}"), || {
+                let span = consumer_span("nats", "orders.events", black_box(&received));
+                span.in_scope(|| black_box(&span));
+                span.end();
+            });
+        });
+        report(&format!("messaging ({suffix})"), &telemetry);
+    }
+}
+
+/// One `GET /orders/7` through an axum `Router` (route `/orders/{id}`), called in-process as a
+/// tower `Service` and polled once (the handler answers at once): with
+/// `ServerLayer::for_telemetry` on a sampled and an unsampled instance, and without the layer.
+#[cfg(feature = "http-server")]
+fn http_server(c: &mut Criterion) {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::Path;
+    use axum::routing::get;
+    use in_process::ready_now;
+    use platform_telemetry::http::ServerLayer;
+    use tower_service::Service;
+
+    async fn get_order(Path(id): Path<u64>) -> String {
+        format!("{{\"id\":{id},\"status\":\"paid\"}}")
+    }
+    fn request() -> http::Request<Body> {
+        http::Request::get("/orders/7")
+            .header(http::header::HOST, "orders.internal:8080")
+            .header(http::header::USER_AGENT, "bench/1.0")
+            .body(Body::empty())
+            .expect("request")
+    }
+    fn serve(router: &mut Router) -> http::Response<Body> {
+        ready_now(std::future::poll_fn(|cx| {
+            Service::<http::Request<Body>>::poll_ready(router, cx)
+        }))
+        .expect("ready");
+        ready_now(router.call(request())).expect("response")
+    }
+
+    let receiver = Receiver::start();
+    let routes = || Router::new().route("/orders/{id}", get(get_order));
+    for (name, sampler) in [
+        ("request_sampled", "always_on"),
+        ("request_not_sampled", "always_off"),
+    ] {
+        let telemetry = telemetry(&receiver, sampler);
+        let mut router = routes().layer(ServerLayer::for_telemetry(&telemetry));
+        let response = serve(&mut router);
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().contains_key("traceresponse"));
+        bench(c, &format!("http_server/{name}"), || serve(&mut router));
+        report(&format!("http_server/{name}"), &telemetry);
+    }
+    let mut router = routes();
+    assert_eq!(serve(&mut router).status(), 200);
+    bench(c, "baseline/http_request_bare", || serve(&mut router));
+}
+
+/// The client middleware's own cost: a reqwest-middleware client whose last middleware
+/// ([`in_process::Answer`]) answers at once, with `TracingMiddleware` in front (sampled and
+/// unsampled instance) and without it.
+#[cfg(feature = "http-client")]
+fn http_client(c: &mut Criterion) {
+    use in_process::{Answer, ready_now};
+    use platform_telemetry::http::TracingMiddleware;
+    use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+
+    // reqwest is built without a bundled crypto provider (the library installs ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    fn send(client: &ClientWithMiddleware) -> reqwest::Response {
+        ready_now(client.get("http://orders.internal:8080/orders/7").send()).expect("response")
+    }
+
+    let receiver = Receiver::start();
+    for (name, sampler) in [
+        ("request_sampled", "always_on"),
+        ("request_not_sampled", "always_off"),
+    ] {
+        let telemetry = telemetry(&receiver, sampler);
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(TracingMiddleware::new(Some(telemetry.clone())))
+            .with(Answer)
+            .build();
+        tracing::dispatcher::with_default(&telemetry.subscriber(), || {
+            assert_eq!(send(&client).status(), 200);
+            bench(c, &format!("http_client/{name}"), || send(&client));
+        });
+        report(&format!("http_client/{name}"), &telemetry);
+    }
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(Answer)
+        .build();
+    assert_eq!(send(&client).status(), 200);
+    bench(c, "baseline/http_client_bare", || send(&client));
+}
+
+#[cfg(not(feature = "http-server"))]
+fn http_server(_: &mut Criterion) {
+    eprintln!("http_server/* and baseline/http_request_bare skipped: needs --features http-server");
+}
+
+#[cfg(not(feature = "http-client"))]
+fn http_client(_: &mut Criterion) {
+    eprintln!("http_client/* and baseline/http_client_bare skipped: needs --features http-client");
+}
+
+criterion_group!(
+    benches,
+    baseline,
+    spans,
+    logs,
+    json_line,
+    metrics,
+    propagation,
+    sdk_floor,
+    messaging,
+    http_server,
+    http_client
+);
 criterion_main!(benches);
