@@ -131,10 +131,14 @@ impl MessageHeaders for http::HeaderMap {
         self.get(key).and_then(|v| v.to_str().ok())
     }
     fn set_header(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            http::header::HeaderName::from_bytes(key.as_bytes()),
-            http::HeaderValue::from_str(&value),
-        ) {
+        // The propagators' own keys need no allocated name.
+        let name = match key {
+            "traceparent" => Ok(http::header::HeaderName::from_static("traceparent")),
+            "tracestate" => Ok(http::header::HeaderName::from_static("tracestate")),
+            "baggage" => Ok(http::header::HeaderName::from_static("baggage")),
+            other => http::header::HeaderName::from_bytes(other.as_bytes()),
+        };
+        if let (Ok(name), Ok(value)) = (name, http::HeaderValue::try_from(value)) {
             self.insert(name, value);
         }
     }

@@ -29,6 +29,12 @@ pub const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+#[cfg_attr(not(feature = "http-server"), allow(dead_code))]
+/// Every value [`method_name`] returns.
+pub(crate) const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
+];
+
 #[cfg_attr(
     not(any(feature = "http-server", feature = "http-client")),
     allow(dead_code)

@@ -186,6 +186,7 @@ where
             return ResponseFuture::passthrough(self.inner.call(request));
         };
         let route = route.map(|r| self.shared.routes.get(r));
+        let route_value = route.as_ref().map(|r| r.value.clone());
         let method = method_name(request.method());
         let scheme = if request.uri().scheme_str() == Some("https") {
             "https"
@@ -221,7 +222,7 @@ where
             started: Instant::now(),
             method,
             scheme,
-            route,
+            route: route_value,
         };
         let future = {
             let _dispatch = instruments
@@ -252,7 +253,7 @@ fn start_span<B>(
     request: &http::Request<B>,
     method: &'static str,
     scheme: &'static str,
-    route: Option<&StringValue>,
+    route: Option<&routes::Route>,
 ) -> opentelemetry::Context {
     use opentelemetry::trace::Span as _;
     let parent = extract_with(
@@ -270,14 +271,14 @@ fn start_span<B>(
         return parent.with_remote_span_context(span_context);
     }
     if let Some(route) = route {
-        span.update_name(format!("{method} {}", route.as_str()));
+        span.update_name(route.span_name(method));
     }
     let uri = request.uri();
     let headers = request.headers();
     let header = |name: http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     span.set_attribute(KeyValue::new("http.request.method", method));
     if let Some(route) = route {
-        span.set_attribute(KeyValue::new("http.route", route.clone()));
+        span.set_attribute(KeyValue::new("http.route", route.value.clone()));
     }
     span.set_attribute(KeyValue::new("url.path", uri.path().to_owned()));
     span.set_attribute(KeyValue::new("url.scheme", scheme));
