@@ -129,7 +129,10 @@ async fn a_flood_of_spans_with_no_endpoint_stays_fast_bounded_and_counted() {
         100_000.0,
         "every span is counted: {r}"
     );
-    assert!(num("dropped") >= 90_000.0, "most of a flood is dropped: {r}");
+    assert!(
+        num("dropped") >= 90_000.0,
+        "most of a flood is dropped: {r}"
+    );
     // Memory: 100k spans held would take far more than this (each SpanData is ~0.5 KiB).
     assert!(num("rss_growth_kib") < 32.0 * 1024.0, "{r}");
     // The emit loop never waits for the endpoint (debug build: generous bound).
