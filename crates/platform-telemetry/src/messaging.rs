@@ -90,13 +90,10 @@ fn start(
     if let Some(links) = links {
         builder = builder.with_links(links);
     }
-    let mut span = builder.start_with_context(&tracer, parent);
-    if !span.is_recording() {
-        return parent.with_remote_span_context(span.span_context().clone());
-    }
-    span.update_name(format!("{name} {destination}"));
-    span.set_attributes(attributes());
-    parent.with_span(span)
+    crate::traces::start_child(&tracer, builder, parent, |span| {
+        span.update_name(format!("{name} {destination}"));
+        span.set_attributes(attributes());
+    })
 }
 
 fn attributes(

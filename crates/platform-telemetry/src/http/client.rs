@@ -103,21 +103,15 @@ impl reqwest_middleware::Middleware for TracingMiddleware {
         let parent = opentelemetry::Context::current();
         let cx = match tracer {
             Some(tracer) => {
-                let mut span = tracer
-                    .span_builder(method)
-                    .with_kind(SpanKind::Client)
-                    .start_with_context(&tracer, &parent);
-                if span.is_recording() {
+                let builder = tracer.span_builder(method).with_kind(SpanKind::Client);
+                crate::traces::start_child(&tracer, builder, &parent, |span| {
                     span.set_attribute(KeyValue::new("http.request.method", method));
                     span.set_attribute(KeyValue::new("url.full", self.redaction.url(url.as_str())));
                     span.set_attribute(KeyValue::new("server.address", host.clone()));
                     if let Some(port) = port {
                         span.set_attribute(KeyValue::new("server.port", port));
                     }
-                    parent.with_span(span)
-                } else {
-                    parent.with_remote_span_context(span.span_context().clone())
-                }
+                })
             }
             None => parent,
         };

@@ -261,69 +261,62 @@ fn start_span<B>(
         &opentelemetry::Context::new(),
         request.headers(),
     );
-    let mut span = tracer
-        .span_builder(method)
-        .with_kind(SpanKind::Server)
-        .start_with_context(tracer, &parent);
-    if !span.is_recording() {
-        // Children need only the ids and flags (an unsampled parent keeps them unsampled).
-        let span_context = span.span_context().clone();
-        return parent.with_remote_span_context(span_context);
-    }
-    if let Some(route) = route {
-        span.update_name(route.span_name(method));
-    }
-    let uri = request.uri();
-    let headers = request.headers();
-    let header = |name: http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    span.set_attribute(KeyValue::new("http.request.method", method));
-    if let Some(route) = route {
-        span.set_attribute(KeyValue::new("http.route", route.value.clone()));
-    }
-    span.set_attribute(KeyValue::new("url.path", uri.path().to_owned()));
-    span.set_attribute(KeyValue::new("url.scheme", scheme));
-    if let Some(query) = uri.query() {
-        span.set_attribute(KeyValue::new("url.query", redaction.query(query)));
-    }
-    if let Some(host) = header(http::header::HOST).or(uri.host()) {
-        let (address, port) = match host.rsplit_once(':') {
-            Some((a, p)) => match p.parse::<u16>() {
-                Ok(port) => (a, Some(port)),
-                Err(_) => (host, None),
-            },
-            None => (host, None),
-        };
-        span.set_attribute(KeyValue::new("server.address", address.to_owned()));
-        if let Some(port) = port {
-            span.set_attribute(KeyValue::new("server.port", i64::from(port)));
+    let builder = tracer.span_builder(method).with_kind(SpanKind::Server);
+    crate::traces::start_child(tracer, builder, &parent, |span| {
+        if let Some(route) = route {
+            span.update_name(route.span_name(method));
         }
-    }
-    if let Some(agent) = header(http::header::USER_AGENT) {
-        span.set_attribute(KeyValue::new("user_agent.original", agent.to_owned()));
-    }
-    if let Some(info) = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-    {
-        span.set_attribute(KeyValue::new("client.address", info.0.ip().to_string()));
-        span.set_attribute(KeyValue::new("network.peer.port", i64::from(info.0.port())));
-    }
-    span.set_attribute(KeyValue::new(
-        "network.protocol.version",
-        protocol_version(request.version()),
-    ));
-    for name in redaction.headers_to_capture() {
-        let values: Vec<StringValue> = headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(|v| StringValue::from(v.to_owned())))
-            .collect();
-        if !values.is_empty() {
-            span.set_attribute(KeyValue::new(
-                format!("http.request.header.{name}"),
-                opentelemetry::Value::Array(values.into()),
-            ));
+        let uri = request.uri();
+        let headers = request.headers();
+        let header = |name: http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        span.set_attribute(KeyValue::new("http.request.method", method));
+        if let Some(route) = route {
+            span.set_attribute(KeyValue::new("http.route", route.value.clone()));
         }
-    }
-    parent.with_span(span)
+        span.set_attribute(KeyValue::new("url.path", uri.path().to_owned()));
+        span.set_attribute(KeyValue::new("url.scheme", scheme));
+        if let Some(query) = uri.query() {
+            span.set_attribute(KeyValue::new("url.query", redaction.query(query)));
+        }
+        if let Some(host) = header(http::header::HOST).or(uri.host()) {
+            let (address, port) = match host.rsplit_once(':') {
+                Some((a, p)) => match p.parse::<u16>() {
+                    Ok(port) => (a, Some(port)),
+                    Err(_) => (host, None),
+                },
+                None => (host, None),
+            };
+            span.set_attribute(KeyValue::new("server.address", address.to_owned()));
+            if let Some(port) = port {
+                span.set_attribute(KeyValue::new("server.port", i64::from(port)));
+            }
+        }
+        if let Some(agent) = header(http::header::USER_AGENT) {
+            span.set_attribute(KeyValue::new("user_agent.original", agent.to_owned()));
+        }
+        if let Some(info) = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        {
+            span.set_attribute(KeyValue::new("client.address", info.0.ip().to_string()));
+            span.set_attribute(KeyValue::new("network.peer.port", i64::from(info.0.port())));
+        }
+        span.set_attribute(KeyValue::new(
+            "network.protocol.version",
+            protocol_version(request.version()),
+        ));
+        for name in redaction.headers_to_capture() {
+            let values: Vec<StringValue> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(|v| StringValue::from(v.to_owned())))
+                .collect();
+            if !values.is_empty() {
+                span.set_attribute(KeyValue::new(
+                    format!("http.request.header.{name}"),
+                    opentelemetry::Value::Array(values.into()),
+                ));
+            }
+        }
+    })
 }
