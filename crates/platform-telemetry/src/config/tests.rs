@@ -1,0 +1,305 @@
+use super::*;
+
+fn resolve_with(pairs: &[(&str, &str)]) -> (Resolved, Vec<ConfigWarning>) {
+    let env = Env::from_pairs(pairs.iter().copied());
+    let mut w = Warnings::default();
+    let r = resolve(&env, &CodeDefaults::default(), &mut w);
+    (r, w.into_vec())
+}
+
+#[test]
+fn defaults_follow_the_specification() {
+    let (r, w) = resolve_with(&[]);
+    assert!(w.is_empty());
+    assert_eq!(r.sampler, SamplerConfig::ParentBasedAlwaysOn);
+    assert_eq!(r.traces_otlp.protocol, Protocol::HttpProtobuf);
+    assert_eq!(r.traces_otlp.endpoint, "http://localhost:4318/v1/traces");
+    assert_eq!(r.logs_otlp.endpoint, "http://localhost:4318/v1/logs");
+    assert_eq!(r.traces_otlp.timeout, Duration::from_secs(10));
+    assert_eq!(r.bsp.max_queue_size, 2048);
+    assert_eq!(r.bsp.schedule_delay, Duration::from_secs(5));
+    assert_eq!(r.blrp.schedule_delay, Duration::from_secs(1));
+    assert!(r.metrics_exporters.prometheus && !r.metrics_exporters.otlp);
+    assert!(r.traces_exporters.otlp);
+    assert_eq!(
+        r.propagators,
+        vec![PropagatorKind::TraceContext, PropagatorKind::Baggage]
+    );
+    assert_eq!(
+        r.log_filter,
+        "info,opentelemetry=warn,opentelemetry_sdk=warn"
+    );
+    assert_eq!(r.log_format, LogFormat::Json);
+}
+
+#[test]
+fn per_signal_endpoint_wins_and_is_used_as_is() {
+    let (r, w) = resolve_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "http://loki:3100/otlp/v1/logs",
+        ),
+    ]);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(r.traces_otlp.endpoint, "http://collector:4318/v1/traces");
+    assert_eq!(r.logs_otlp.endpoint, "http://loki:3100/otlp/v1/logs");
+}
+
+#[test]
+fn grpc_endpoint_gets_no_path() {
+    let (r, _) = resolve_with(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+    ]);
+    if cfg!(feature = "grpc") {
+        assert_eq!(r.traces_otlp.protocol, Protocol::Grpc);
+        assert_eq!(r.traces_otlp.endpoint, "http://collector:4317");
+    }
+}
+
+#[test]
+fn every_malformed_value_warns_once_and_falls_back() {
+    let (r, w) = resolve_with(&[
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_TRACES_SAMPLER_ARG", "abc"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=abc,broken"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "-1"),
+        ("OTEL_SDK_DISABLED", "yes"),
+        ("OTEL_PROPAGATORS", "tracecontext,xray"),
+        ("OTEL_METRICS_EXPORTER", "statsd"),
+        ("RUST_LOG", "info,[[["),
+        ("LOG_FORMAT", "yaml"),
+    ]);
+    let vars: Vec<&str> = w.iter().map(|w| w.variable.as_str()).collect();
+    for expected in [
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_SDK_DISABLED",
+        "OTEL_PROPAGATORS",
+        "OTEL_METRICS_EXPORTER",
+        "RUST_LOG",
+        "LOG_FORMAT",
+    ] {
+        assert_eq!(
+            vars.iter().filter(|v| **v == expected).count(),
+            1,
+            "{expected} must be reported exactly once in {vars:?}"
+        );
+    }
+    assert_eq!(r.sampler, SamplerConfig::ParentBasedAlwaysOn);
+    assert_eq!(r.traces_otlp.endpoint, "http://localhost:4318/v1/traces");
+    assert_eq!(
+        r.traces_otlp.headers,
+        vec![("api-key".to_string(), "abc".to_string())]
+    );
+    assert_eq!(r.bsp.max_queue_size, 2048);
+    assert!(!r.sdk_disabled);
+    assert_eq!(r.propagators, vec![PropagatorKind::TraceContext]);
+    assert!(r.metrics_exporters.prometheus);
+    let endpoint = w
+        .iter()
+        .find(|w| w.variable == "OTEL_EXPORTER_OTLP_ENDPOINT")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert_eq!(
+        endpoint,
+        "OTEL_EXPORTER_OTLP_ENDPOINT=\"collector:4317\": expected an http:// or https:// URL; \
+         using http://localhost:4318/v1/traces"
+    );
+}
+
+#[test]
+fn ratio_out_of_range_is_rejected() {
+    for bad in ["1.5", "-0.1", "NaN", "abc"] {
+        let (r, w) = resolve_with(&[
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", bad),
+        ]);
+        assert_eq!(
+            r.sampler,
+            SamplerConfig::ParentBasedTraceIdRatio(1.0),
+            "{bad}"
+        );
+        assert_eq!(w.len(), 1, "{bad}: {w:?}");
+        assert_eq!(w[0].variable, "OTEL_TRACES_SAMPLER_ARG");
+    }
+    let (r, w) = resolve_with(&[
+        ("OTEL_TRACES_SAMPLER", "traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+    ]);
+    assert!(w.is_empty());
+    assert_eq!(r.sampler, SamplerConfig::TraceIdRatio(0.25));
+}
+
+#[test]
+fn header_warnings_never_show_values() {
+    let (_, w) = resolve_with(&[(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "authorization=Bearer%20s3cr3t,x-api-key s3cr3t",
+    )]);
+    assert_eq!(w.len(), 1);
+    let text = w[0].to_string();
+    assert!(!text.contains("s3cr3t"), "{text}");
+    assert!(text.contains("authorization=<redacted>"), "{text}");
+}
+
+#[test]
+fn headers_are_percent_decoded() {
+    let mut w = Warnings::default();
+    let kv = parse_key_values(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "authorization=Basic%20dXNlcjpwYXNz, x-tenant = a%2Cb",
+        &mut w,
+    );
+    assert_eq!(
+        kv,
+        vec![
+            ("authorization".into(), "Basic dXNlcjpwYXNz".into()),
+            ("x-tenant".into(), "a,b".into())
+        ]
+    );
+    assert!(w.into_vec().is_empty());
+}
+
+#[test]
+fn none_disables_a_signal_and_batch_size_is_capped_by_queue() {
+    let (r, w) = resolve_with(&[
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_METRICS_EXPORTER", "otlp,prometheus"),
+        ("OTEL_BLRP_MAX_QUEUE_SIZE", "100"),
+        ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "512"),
+    ]);
+    assert_eq!(r.traces_exporters, Exporters::default());
+    assert!(r.metrics_exporters.otlp && r.metrics_exporters.prometheus);
+    assert_eq!(r.blrp.max_export_batch_size, 100);
+    assert_eq!(w.len(), 1);
+    // The default batch size (512) above a small queue is capped without a warning about
+    // a variable the user never set.
+    let (r, w) = resolve_with(&[("OTEL_BSP_MAX_QUEUE_SIZE", "64")]);
+    assert_eq!(r.bsp.max_export_batch_size, 64);
+    assert!(w.is_empty(), "{w:?}");
+}
+
+/// Arbitrary values for every variable the library reads: resolution never panics, every
+/// warning names a variable that was set (once), credentials in
+/// `OTEL_EXPORTER_OTLP_HEADERS` never appear in a warning, and the result stays usable.
+/// 2048 environments per run (`PROPTEST_CASES` raises it).
+mod arbitrary_environments {
+    use super::*;
+    use proptest::prelude::*;
+
+    const VARIABLES: &[&str] = &[
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_PROPAGATORS",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_LOGS_EXPORTER",
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_EXPORT_TIMEOUT",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_BLRP_SCHEDULE_DELAY",
+        "OTEL_BLRP_MAX_QUEUE_SIZE",
+        "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        "OTEL_METRIC_EXPORT_TIMEOUT",
+        "RUST_LOG",
+        "LOG_FORMAT",
+    ];
+
+    /// Values that look like what the variables take, mixed with anything at all.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[-+0-9.eE_ ]{0,24}",
+            "[a-z_/:.,=%0-9\\[\\] ]{0,40}",
+            "(https?|grpc|ftp)://[a-z0-9.:\\[\\]@%/-]{0,30}",
+            prop::sample::select(vec![
+                "always_on",
+                "parentbased_traceidratio",
+                "grpc",
+                "http/protobuf",
+                "http/json",
+                "otlp,none",
+                "none",
+                "gzip",
+                "json",
+                "99999999999999999999",
+                "-1",
+                "0",
+                "1e309",
+                "NaN",
+                "\u{0}",
+                "tracecontext,baggage,b3multi",
+            ])
+            .prop_map(str::to_string),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #[test]
+        fn any_environment_resolves_with_one_clear_warning_per_bad_variable(
+            vars in proptest::collection::vec((prop::sample::select(VARIABLES), value()), 0..16),
+            secret in "[A-Za-z0-9]{24}",
+            junk in "[ -~]{0,24}",
+        ) {
+            let headers = format!("authorization=Bearer%20{secret},{junk}");
+            let mut pairs: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            pairs.push(("OTEL_EXPORTER_OTLP_HEADERS".into(), headers));
+            let env = Env::from_pairs(pairs.iter().cloned());
+            let mut warnings = Warnings::default();
+            let r = resolve(&env, &CodeDefaults::default(), &mut warnings);
+            let warnings = warnings.into_vec();
+            for w in &warnings {
+                prop_assert!(
+                    pairs.iter().any(|(k, _)| *k == w.variable),
+                    "warning for a variable that was not set: {w}"
+                );
+                prop_assert_eq!(
+                    warnings.iter().filter(|o| o.variable == w.variable).count(),
+                    1
+                );
+                prop_assert!(!w.to_string().contains(&secret), "credential leaked: {w}");
+                prop_assert!(!w.problem.is_empty() && !w.using.is_empty(), "{w}");
+            }
+            for batch in [&r.bsp, &r.blrp] {
+                prop_assert!(batch.max_queue_size > 0);
+                prop_assert!(batch.max_export_batch_size > 0);
+                prop_assert!(batch.max_export_batch_size <= batch.max_queue_size);
+            }
+            for otlp in [&r.traces_otlp, &r.logs_otlp, &r.metrics_otlp] {
+                prop_assert!(
+                    otlp.endpoint.starts_with("http://") || otlp.endpoint.starts_with("https://"),
+                    "{}", otlp.endpoint
+                );
+            }
+            prop_assert!(!r.log_filter.is_empty());
+        }
+    }
+}
