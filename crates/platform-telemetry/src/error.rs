@@ -23,14 +23,15 @@ pub enum Error {
     )]
     SubscriberAlreadySet,
     /// An OTLP exporter could not be built (for example a TLS certificate that cannot be used).
-    #[error("cannot build the OTLP {signal} exporter for {endpoint}: {reason}")]
+    #[error("cannot build the OTLP {signal} exporter for {endpoint}")]
     Exporter {
         /// `traces`, `logs` or `metrics`.
         signal: &'static str,
         /// The endpoint the exporter was configured for.
         endpoint: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The background runtime that drives exports could not be started.
     #[error("cannot start the telemetry export runtime: {0}")]

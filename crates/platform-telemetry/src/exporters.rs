@@ -6,7 +6,6 @@
 //! not starve the exporter — the classic opentelemetry-rust shutdown deadlock.
 
 use std::io::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
@@ -18,6 +17,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use crate::Error;
 use crate::config::{OtlpConfig, Protocol, Signal, Warnings};
+use crate::tls::{self, TlsMaterial};
 
 /// A small multi-thread runtime (one worker) that drives gRPC channels.
 #[derive(Debug)]
@@ -54,65 +54,24 @@ impl Drop for ExportRuntime {
     }
 }
 
-fn build_error(signal: Signal, cfg: &OtlpConfig, reason: impl ToString) -> Error {
+fn build_error(
+    signal: Signal,
+    cfg: &OtlpConfig,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> Error {
     Error::Exporter {
         signal: signal.as_str(),
         endpoint: cfg.endpoint.clone(),
-        reason: reason.to_string(),
+        source: source.into(),
     }
 }
 
-/// Reads the PEM file named by `OTEL_EXPORTER_OTLP_[SIGNAL_]CERTIFICATE`; a problem is a warning.
-fn read_certificate(cfg: &OtlpConfig, signal: Signal, warnings: &mut Warnings) -> Option<Vec<u8>> {
-    let path = cfg.certificate.as_ref()?;
-    let variable = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-    match std::fs::read(path) {
-        Ok(pem) if pem.windows(11).any(|w| w == b"-----BEGIN ") => Some(pem),
-        Ok(_) => {
-            warnings.push(
-                variable,
-                &path.display().to_string(),
-                format!(
-                    "the file holds no PEM certificate ({} exporter)",
-                    signal.as_str()
-                ),
-                "the platform's trusted roots only",
-            );
-            None
-        }
-        Err(e) => {
-            warnings.push(
-                variable,
-                &path.display().to_string(),
-                format!("cannot read the file: {e}"),
-                "the platform's trusted roots only",
-            );
-            None
-        }
+fn tls_material(cfg: &OtlpConfig, signal: Signal, warnings: &mut Warnings) -> TlsMaterial {
+    if cfg.endpoint.starts_with("https://") {
+        tls::load(&cfg.tls, signal, warnings)
+    } else {
+        TlsMaterial::default()
     }
-}
-
-fn rustls_config(extra_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    if let Some(pem) = extra_pem {
-        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("invalid PEM certificate: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("unusable CA certificate: {e}"))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 /// The blocking HTTP client, built on its own thread: reqwest's blocking client must be neither
@@ -120,9 +79,9 @@ fn rustls_config(extra_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, Strin
 fn http_client(
     cfg: &OtlpConfig,
     signal: Signal,
-    pem: Option<Vec<u8>>,
+    material: &TlsMaterial,
 ) -> Result<reqwest::blocking::Client, Error> {
-    let tls = rustls_config(pem.as_deref()).map_err(|e| build_error(signal, cfg, e))?;
+    let tls = tls::rustls_client_config(material).map_err(|e| build_error(signal, cfg, e))?;
     let timeout = cfg.timeout;
     std::thread::Builder::new()
         .name("telemetry-http-client-init".into())
@@ -153,22 +112,12 @@ fn tonic_metadata(cfg: &OtlpConfig) -> opentelemetry_otlp::tonic_types::metadata
     opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers)
 }
 
-#[cfg(feature = "grpc")]
-fn tonic_tls(pem: Option<Vec<u8>>) -> opentelemetry_otlp::tonic_types::transport::ClientTlsConfig {
-    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
-    let tls = ClientTlsConfig::new().with_native_roots();
-    match pem {
-        Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
-        None => tls,
-    }
-}
-
 /// Builds one signal's OTLP exporter from its resolved configuration. `$builder` is e.g.
 /// `opentelemetry_otlp::SpanExporter::builder()`.
 macro_rules! otlp_exporter {
     ($builder:expr, $cfg:expr, $signal:expr, $rt:expr, $warnings:expr) => {{
         let cfg: &OtlpConfig = $cfg;
-        let pem = read_certificate(cfg, $signal, $warnings);
+        let material = tls_material(cfg, $signal, $warnings);
         match cfg.protocol {
             #[cfg(feature = "grpc")]
             Protocol::Grpc => {
@@ -183,7 +132,7 @@ macro_rules! otlp_exporter {
                     b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
                 }
                 if cfg.endpoint.starts_with("https://") {
-                    b = b.with_tls_config(tonic_tls(pem));
+                    b = b.with_tls_config(tls::tonic_client_config(&material));
                 }
                 b.build().map_err(|e| build_error($signal, cfg, e))
             }
@@ -195,7 +144,7 @@ macro_rules! otlp_exporter {
             )),
             Protocol::HttpProtobuf => {
                 let _ = $rt; // gRPC only
-                let client = http_client(cfg, $signal, pem)?;
+                let client = http_client(cfg, $signal, &material)?;
                 let mut b = $builder
                     .with_http()
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)

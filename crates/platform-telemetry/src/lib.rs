@@ -47,6 +47,7 @@ mod resource;
 mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 mod traces;
 
 pub use config::{ConfigWarning, LogFormat, Protocol};

@@ -75,7 +75,7 @@ pub(crate) fn build(env: &Env, code: &ResourceDefaults, warnings: &mut Warnings)
 
     // Environment.
     if let Some(v) = env.value("OTEL_RESOURCE_ATTRIBUTES") {
-        for (k, v) in parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &v, warnings) {
+        for (k, v) in parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &v, None, warnings) {
             set(&mut attrs, &k, v);
         }
     }

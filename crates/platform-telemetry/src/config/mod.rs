@@ -90,7 +90,27 @@ pub(crate) struct OtlpConfig {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) timeout: Duration,
     pub(crate) gzip: bool,
-    pub(crate) certificate: Option<PathBuf>,
+    pub(crate) tls: TlsFiles,
+}
+
+/// A file named by a variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ConfiguredFile {
+    /// The variable that named it (per-signal or general).
+    pub(crate) variable: String,
+    pub(crate) path: PathBuf,
+}
+
+/// `OTEL_EXPORTER_OTLP_[SIGNAL_]CERTIFICATE`, `..._CLIENT_KEY`, `..._CLIENT_CERTIFICATE`: read
+/// (bounded) only when the endpoint is `https://`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TlsFiles {
+    /// PEM certificates to trust besides the platform's roots.
+    pub(crate) certificate: Option<ConfiguredFile>,
+    /// The client's PEM private key (mTLS).
+    pub(crate) client_key: Option<ConfiguredFile>,
+    /// The client's PEM certificate chain (mTLS).
+    pub(crate) client_certificate: Option<ConfiguredFile>,
 }
 
 /// Batch processor settings (`OTEL_BSP_*`, `OTEL_BLRP_*`).
@@ -164,6 +184,7 @@ pub(crate) struct CodeDefaults {
 }
 
 pub(crate) fn resolve(env: &Env, code: &CodeDefaults, warnings: &mut Warnings) -> Resolved {
+    env.report_oversized(warnings);
     let sdk_disabled = parse_bool(env, "OTEL_SDK_DISABLED", false, warnings);
     let propagators = parse_propagators(env, warnings);
     let sampler = parse_sampler(env, warnings);
@@ -272,8 +293,14 @@ fn parse_batch(
     );
     let max_queue = bounds::MAX_QUEUE_SIZE as usize;
     let max_queue_size = parse_count(env, &var("MAX_QUEUE_SIZE"), 2048, 1, max_queue, warnings);
-    let mut max_export_batch_size =
-        parse_count(env, &var("MAX_EXPORT_BATCH_SIZE"), 512, 1, max_queue, warnings);
+    let mut max_export_batch_size = parse_count(
+        env,
+        &var("MAX_EXPORT_BATCH_SIZE"),
+        512,
+        1,
+        max_queue,
+        warnings,
+    );
     let batch_size_set = env.value(&var("MAX_EXPORT_BATCH_SIZE")).is_some();
     // A default batch size above a small queue is capped quietly: the user asked for nothing
     // that is being overridden.

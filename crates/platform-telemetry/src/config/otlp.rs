@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::values::{Env, Warnings, parse_key_values, parse_timeout};
-use super::{CodeDefaults, OtlpConfig, Protocol, Signal};
+use super::values::{EntryCheck, Env, Warnings, parse_bool, parse_key_values, parse_timeout};
+use super::{CodeDefaults, ConfiguredFile, OtlpConfig, Protocol, Signal, TlsFiles};
 
 fn parse_protocol(env: &Env, code: &CodeDefaults, signal: Signal, w: &mut Warnings) -> Protocol {
     let default = code.otlp_protocol.unwrap_or(Protocol::HttpProtobuf);
@@ -63,7 +63,12 @@ fn check_url(v: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-pub(super) fn parse_otlp(env: &Env, code: &CodeDefaults, signal: Signal, w: &mut Warnings) -> OtlpConfig {
+pub(super) fn parse_otlp(
+    env: &Env,
+    code: &CodeDefaults,
+    signal: Signal,
+    w: &mut Warnings,
+) -> OtlpConfig {
     let protocol = parse_protocol(env, code, signal, w);
     let up = signal.upper();
     let http_path = format!("/v1/{}", signal.as_str());
@@ -77,10 +82,30 @@ pub(super) fn parse_otlp(env: &Env, code: &CodeDefaults, signal: Signal, w: &mut
         .filter(|e| check_url(e).is_ok())
         .map(&with_path)
         .unwrap_or_else(|| with_path(protocol.default_endpoint()));
+    // OTEL_EXPORTER_OTLP_[SIGNAL_]INSECURE: for a gRPC endpoint given without a scheme, as
+    // the specification says, whether the connection goes without TLS.
+    let insecure_var = format!("OTEL_EXPORTER_OTLP_{up}_INSECURE");
+    let (insecure_name, insecure) = if env.value(&insecure_var).is_some() {
+        let v = parse_bool(env, &insecure_var, false, w);
+        (Some(insecure_var.as_str()), v)
+    } else if env.value("OTEL_EXPORTER_OTLP_INSECURE").is_some() {
+        let v = parse_bool(env, "OTEL_EXPORTER_OTLP_INSECURE", false, w);
+        (Some("OTEL_EXPORTER_OTLP_INSECURE"), v)
+    } else {
+        (None, false)
+    };
+    let with_scheme = |v: String| {
+        if protocol == Protocol::Grpc && !v.contains("://") {
+            let scheme = if insecure { "http" } else { "https" };
+            format!("{scheme}://{v}")
+        } else {
+            v
+        }
+    };
     let signal_var = format!("OTEL_EXPORTER_OTLP_{up}_ENDPOINT");
     let endpoint = match (
-        env.value(&signal_var),
-        env.value("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        env.value(&signal_var).map(with_scheme),
+        env.value("OTEL_EXPORTER_OTLP_ENDPOINT").map(with_scheme),
     ) {
         (Some(v), general) => match check_url(&v) {
             // The per-signal endpoint is used as is, as the specification says.
@@ -114,12 +139,27 @@ pub(super) fn parse_otlp(env: &Env, code: &CodeDefaults, signal: Signal, w: &mut
         w.push("Builder::otlp_endpoint", e, problem, endpoint.clone());
     }
 
+    if let Some(name) = insecure_name
+        && insecure
+        && endpoint.starts_with("https://")
+    {
+        w.push(
+            name,
+            "true",
+            format!(
+                "applies only to a gRPC endpoint given without a scheme; {endpoint} asks for TLS"
+            ),
+            "TLS",
+        );
+    }
+
     let headers_var = format!("OTEL_EXPORTER_OTLP_{up}_HEADERS");
+    let check: Option<EntryCheck> = Some(check_header);
     let headers = match env.value(&headers_var) {
-        Some(v) => parse_key_values(&headers_var, &v, w),
+        Some(v) => parse_key_values(&headers_var, &v, check, w),
         None => env
             .value("OTEL_EXPORTER_OTLP_HEADERS")
-            .map(|v| parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", &v, w))
+            .map(|v| parse_key_values("OTEL_EXPORTER_OTLP_HEADERS", &v, check, w))
             .unwrap_or_default(),
     };
 
@@ -147,11 +187,36 @@ pub(super) fn parse_otlp(env: &Env, code: &CodeDefaults, signal: Signal, w: &mut
         break;
     }
 
-    let cert_var = format!("OTEL_EXPORTER_OTLP_{up}_CERTIFICATE");
-    let certificate = env
-        .value(&cert_var)
-        .or_else(|| env.value("OTEL_EXPORTER_OTLP_CERTIFICATE"))
-        .map(PathBuf::from);
+    let file = |suffix: &str| {
+        let signal_var = format!("OTEL_EXPORTER_OTLP_{up}_{suffix}");
+        let general_var = format!("OTEL_EXPORTER_OTLP_{suffix}");
+        let (variable, path) = match env.value(&signal_var) {
+            Some(path) => (signal_var, path),
+            None => (general_var.clone(), env.value(&general_var)?),
+        };
+        Some(ConfiguredFile {
+            variable,
+            path: PathBuf::from(path),
+        })
+    };
+    let tls = TlsFiles {
+        certificate: file("CERTIFICATE"),
+        client_key: file("CLIENT_KEY"),
+        client_certificate: file("CLIENT_CERTIFICATE"),
+    };
+    if !endpoint.starts_with("https://") {
+        for f in [&tls.certificate, &tls.client_key, &tls.client_certificate]
+            .into_iter()
+            .flatten()
+        {
+            w.push(
+                &f.variable,
+                &f.path.display().to_string(),
+                format!("{endpoint} does not use TLS, so the file is not read"),
+                "no TLS",
+            );
+        }
+    }
 
     OtlpConfig {
         protocol,
@@ -159,6 +224,26 @@ pub(super) fn parse_otlp(env: &Env, code: &CodeDefaults, signal: Signal, w: &mut
         headers,
         timeout,
         gzip,
-        certificate,
+        tls,
     }
+}
+
+/// Whether a decoded `OTEL_EXPORTER_OTLP_*HEADERS` entry can be sent as an HTTP header and as
+/// gRPC metadata: a valid header name, and a value of visible ASCII, spaces and tabs only.
+fn check_header(key: &str, value: &str) -> Result<(), &'static str> {
+    if http::HeaderName::from_bytes(key.to_ascii_lowercase().as_bytes()).is_err() {
+        return Err("not a valid header name");
+    }
+    if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+        return Err("the value contains a CR or LF, which cannot be sent in a header");
+    }
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        return Err(
+            "the value contains control or non-ASCII characters, which cannot be sent in a header",
+        );
+    }
+    Ok(())
 }

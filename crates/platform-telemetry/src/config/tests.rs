@@ -159,6 +159,7 @@ fn headers_are_percent_decoded() {
     let kv = parse_key_values(
         "OTEL_EXPORTER_OTLP_HEADERS",
         "authorization=Basic%20dXNlcjpwYXNz, x-tenant = a%2Cb",
+        None,
         &mut w,
     );
     assert_eq!(
@@ -289,11 +290,24 @@ mod arbitrary_environments {
                 prop_assert!(!w.problem.is_empty() && !w.using.is_empty(), "{w}");
             }
             for batch in [&r.bsp, &r.blrp] {
+                prop_assert!(batch.max_queue_size as u64 <= bounds::MAX_QUEUE_SIZE);
+                prop_assert!(batch.schedule_delay >= bounds::MIN_SCHEDULE_DELAY);
+                prop_assert!(batch.schedule_delay <= bounds::MAX_DURATION);
+                prop_assert!(batch.export_timeout <= bounds::MAX_TIMEOUT);
                 prop_assert!(batch.max_queue_size > 0);
                 prop_assert!(batch.max_export_batch_size > 0);
                 prop_assert!(batch.max_export_batch_size <= batch.max_queue_size);
             }
+            prop_assert!(r.metric_export_interval >= bounds::MIN_METRIC_INTERVAL);
+            prop_assert!(r.metric_export_interval <= bounds::MAX_DURATION);
+            prop_assert!(r.metric_export_timeout <= bounds::MAX_TIMEOUT);
             for otlp in [&r.traces_otlp, &r.logs_otlp, &r.metrics_otlp] {
+                prop_assert!(otlp.timeout <= bounds::MAX_TIMEOUT && !otlp.timeout.is_zero());
+                prop_assert!(otlp.headers.len() <= bounds::MAX_LIST_ENTRIES);
+                for (k, v) in &otlp.headers {
+                    prop_assert!(http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).is_ok());
+                    prop_assert!(http::HeaderValue::from_str(v).is_ok(), "{:?}", v);
+                }
                 prop_assert!(
                     otlp.endpoint.starts_with("http://") || otlp.endpoint.starts_with("https://"),
                     "{}", otlp.endpoint
@@ -302,4 +316,187 @@ mod arbitrary_environments {
             prop_assert!(!r.log_filter.is_empty());
         }
     }
+}
+
+#[test]
+fn counts_above_the_maximum_are_held_to_it_with_one_warning() {
+    for huge in [
+        "100000",
+        "18446744073709551615",
+        "999999999999999999999999999999",
+    ] {
+        let (r, w) = resolve_with(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", huge),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", huge),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", huge),
+        ]);
+        assert_eq!(
+            r.bsp.max_queue_size as u64,
+            bounds::MAX_QUEUE_SIZE,
+            "{huge}"
+        );
+        assert_eq!(
+            r.blrp.max_queue_size as u64,
+            bounds::MAX_QUEUE_SIZE,
+            "{huge}"
+        );
+        assert_eq!(r.blrp.max_export_batch_size as u64, bounds::MAX_QUEUE_SIZE);
+        assert_eq!(w.len(), 3, "{w:?}");
+        let text = w[0].to_string();
+        assert!(
+            text.starts_with("OTEL_BSP_MAX_QUEUE_SIZE=")
+                && text.contains("above the maximum of 65536 items; using 65536"),
+            "{text}"
+        );
+    }
+    for invalid in ["-1", "0", "1.5", "NaN", "2k", "+"] {
+        let (r, w) = resolve_with(&[("OTEL_BSP_MAX_QUEUE_SIZE", invalid)]);
+        assert_eq!(r.bsp.max_queue_size, 2048, "{invalid}");
+        assert_eq!(w.len(), 1, "{invalid}: {w:?}");
+    }
+}
+
+#[test]
+fn a_zero_timeout_is_indefinite_and_indefinite_is_the_longest_timeout() {
+    let (r, w) = resolve_with(&[
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
+        ("OTEL_METRIC_EXPORT_TIMEOUT", "0"),
+    ]);
+    assert!(w.is_empty(), "0 is valid for a timeout: {w:?}");
+    assert_eq!(r.traces_otlp.timeout, bounds::MAX_TIMEOUT);
+    assert_eq!(r.bsp.export_timeout, bounds::MAX_TIMEOUT);
+    assert_eq!(r.metric_export_timeout, bounds::MAX_TIMEOUT);
+    let (r, w) = resolve_with(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "86400000")]);
+    assert_eq!(r.traces_otlp.timeout, bounds::MAX_TIMEOUT);
+    assert_eq!(w.len(), 1);
+    // A schedule delay of 0 has no meaning in the specification; below the minimum is the
+    // default, with a warning (a zero delay would make the export thread spin).
+    let (r, w) = resolve_with(&[
+        ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
+    ]);
+    assert_eq!(r.bsp.schedule_delay, Duration::from_secs(5));
+    assert_eq!(r.metric_export_interval, Duration::from_secs(60));
+    assert_eq!(w.len(), 2, "{w:?}");
+}
+
+#[test]
+fn a_header_that_cannot_be_sent_is_named_without_its_value() {
+    for (raw, why) in [
+        ("x-tenant=acme,authorization=Bearer%0D%0As3cr3t", "CR or LF"),
+        (
+            "x-tenant=acme,authorization=Bearer%zzs3cr3t",
+            "percent escape",
+        ),
+        ("x-tenant=acme,authorization=Bearer%01s3cr3t", "control"),
+        (
+            "x-tenant=acme,authorization=B%C3%A9arer-s3cr3t",
+            "non-ASCII",
+        ),
+        ("x-tenant=acme,author(ization=s3cr3t", "header name"),
+    ] {
+        let (r, w) = resolve_with(&[("OTEL_EXPORTER_OTLP_HEADERS", raw)]);
+        assert_eq!(
+            r.traces_otlp.headers,
+            vec![("x-tenant".to_string(), "acme".to_string())],
+            "{raw}"
+        );
+        assert_eq!(w.len(), 1, "{raw}: {w:?}");
+        let text = w[0].to_string();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{text}");
+        assert!(text.contains(why), "{raw}: {text}");
+    }
+}
+
+#[test]
+fn a_value_too_long_to_read_counts_as_unset_and_is_reported_without_it() {
+    let huge = format!("service.name={}", "x".repeat(bounds::MAX_VALUE_BYTES));
+    let env = Env::from_pairs([("OTEL_RESOURCE_ATTRIBUTES", huge.as_str())]);
+    let mut w = Warnings::default();
+    resolve(&env, &CodeDefaults::default(), &mut w);
+    let w = w.into_vec();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].value.len() < 100, "{}", w[0].value);
+    assert!(w[0].problem.contains("65536"), "{}", w[0]);
+    assert_eq!(env.value("OTEL_RESOURCE_ATTRIBUTES"), None);
+}
+
+#[test]
+fn lists_are_read_up_to_their_bound() {
+    let many = (0..500)
+        .map(|i| format!("k{i}=v"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut w = Warnings::default();
+    let kv = parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &many, None, &mut w);
+    assert_eq!(kv.len(), bounds::MAX_LIST_ENTRIES);
+    let w = w.into_vec();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].problem.contains("more than 128 entries"), "{}", w[0]);
+    assert!(w[0].value.len() < 300, "the shown value is shortened");
+}
+
+#[test]
+fn insecure_decides_the_scheme_of_a_grpc_endpoint_given_without_one() {
+    if !cfg!(feature = "grpc") {
+        return;
+    }
+    let (r, w) = resolve_with(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+        ("OTEL_EXPORTER_OTLP_LOGS_INSECURE", "false"),
+    ]);
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(r.traces_otlp.endpoint, "http://collector:4317");
+    assert_eq!(r.logs_otlp.endpoint, "https://collector:4317");
+    // Without INSECURE, TLS: the specification's default is secure.
+    let (r, _) = resolve_with(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+    ]);
+    assert_eq!(r.traces_otlp.endpoint, "https://collector:4317");
+    // A scheme wins, and an INSECURE that cannot apply says so.
+    let (r, w) = resolve_with(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_INSECURE", "true"),
+    ]);
+    assert_eq!(r.traces_otlp.endpoint, "https://collector:4317");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].variable, "OTEL_EXPORTER_OTLP_INSECURE");
+}
+
+#[test]
+fn tls_files_are_per_signal_first_and_unused_ones_are_reported() {
+    let (r, w) = resolve_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/otel/client.key"),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            "/etc/otel/client.crt",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+            "/etc/otel/traces.key",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "http://prometheus:9090/api/v1/otlp/v1/metrics",
+        ),
+    ]);
+    let key = r.traces_otlp.tls.client_key.clone().unwrap();
+    assert_eq!(key.variable, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY");
+    assert_eq!(
+        r.logs_otlp.tls.client_key.as_ref().unwrap().variable,
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY"
+    );
+    // The metrics endpoint is plain HTTP: the general files are not read for it, and that is said.
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w.iter().all(|w| w.problem.contains("does not use TLS")),
+        "{w:?}"
+    );
 }

@@ -28,36 +28,59 @@ impl fmt::Display for ConfigWarning {
     }
 }
 
-/// Where configuration variables are read from.
+/// Where configuration variables are read from. A value longer than
+/// [`bounds::MAX_VALUE_BYTES`] is never parsed: it counts as unset and is reported.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Env {
     vars: HashMap<String, String>,
+    /// Variables whose value was too long, with its length in bytes.
+    oversized: Vec<(String, usize)>,
 }
 
 impl Env {
     pub(crate) fn from_process() -> Self {
-        Self {
-            vars: std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect(),
-        }
+        Self::from_pairs(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
     }
 
     pub(crate) fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
-        Self {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+        let mut env = Self::default();
+        for (k, v) in pairs {
+            let (k, v) = (k.into(), v.into());
+            if v.len() > bounds::MAX_VALUE_BYTES {
+                env.oversized.push((k, v.len()));
+            } else {
+                env.vars.insert(k, v);
+            }
         }
+        env
     }
 
     /// The value of `name`, trimmed; an empty value counts as unset, as the specification says.
     pub(crate) fn value(&self, name: &str) -> Option<String> {
         let v = self.vars.get(name)?.trim();
         (!v.is_empty()).then(|| v.to_string())
+    }
+
+    /// One warning per configuration variable that was too long to be read.
+    pub(crate) fn report_oversized(&self, warnings: &mut Warnings) {
+        for (name, len) in &self.oversized {
+            if name.starts_with("OTEL_") || name == "RUST_LOG" || name == "LOG_FORMAT" {
+                warnings.push(
+                    name,
+                    &format!("<{len} bytes, not shown>"),
+                    format!(
+                        "longer than the {} bytes a configuration variable may have",
+                        bounds::MAX_VALUE_BYTES
+                    ),
+                    "the default, as if it were unset",
+                );
+            }
+        }
     }
 }
 
@@ -78,7 +101,7 @@ impl Warnings {
         }
         self.0.push(ConfigWarning {
             variable: variable.to_string(),
-            value: value.to_string(),
+            value: shorten(value),
             problem: problem.into(),
             using: using.into(),
         });
@@ -88,6 +111,17 @@ impl Warnings {
         self.0
     }
 }
+
+/// At most [`SHOWN_VALUE_CHARS`] characters of a value go into a warning.
+fn shorten(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_VALUE_CHARS) {
+        None => value.to_string(),
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &value[..cut], value.len()),
+    }
+}
+
+/// How much of a value a warning shows.
+const SHOWN_VALUE_CHARS: usize = 200;
 
 /// The bounds every numeric, file and list setting is held to, whatever the environment says.
 /// The README's configuration table lists each with what happens outside it.
@@ -241,27 +275,88 @@ pub(crate) fn parse_count(
     usize::try_from(n).unwrap_or(max)
 }
 
+/// Checks one decoded `key=value` entry; `Err` says what is wrong with it (never quoting the
+/// value, which may be a credential).
+pub(crate) type EntryCheck = fn(key: &str, value: &str) -> Result<(), &'static str>;
+
+/// One entry that was not used.
+struct Rejected<'a> {
+    entry: &'a str,
+    key: Option<&'a str>,
+    reason: &'static str,
+}
+
+/// True when every `%` starts an escape of two hex digits.
+fn percent_escapes_are_valid(v: &str) -> bool {
+    let b = v.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
 /// Parses the W3C-baggage-like `key=value,key2=value2` lists used by `OTEL_RESOURCE_ATTRIBUTES`
-/// and `OTEL_EXPORTER_OTLP_HEADERS`; values are percent-decoded. Malformed pairs are skipped
-/// with one warning for the variable.
-pub(crate) fn parse_key_values(name: &str, v: &str, w: &mut Warnings) -> Vec<(String, String)> {
+/// and `OTEL_EXPORTER_OTLP_HEADERS`; values are percent-decoded. At most
+/// [`bounds::MAX_LIST_ENTRIES`] entries are read. Every entry that cannot be used (no `=`, an
+/// empty key, an invalid percent escape, not UTF-8, or refused by `check`) is skipped, and the
+/// variable gets one warning naming each skipped entry's key and why. For `*_HEADERS`
+/// variables the warning never shows a value.
+pub(crate) fn parse_key_values(
+    name: &str,
+    v: &str,
+    check: Option<EntryCheck>,
+    w: &mut Warnings,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut bad = Vec::new();
-    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((key, value)) = pair.split_once('=') else {
-            bad.push(pair.to_string());
+    let mut rejected = Vec::new();
+    let mut too_many = false;
+    for entry in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if out.len() + rejected.len() >= bounds::MAX_LIST_ENTRIES {
+            too_many = true;
+            break;
+        }
+        let mut reject = |key, reason| {
+            rejected.push(Rejected { entry, key, reason });
+        };
+        let Some((key, raw)) = entry.split_once('=') else {
+            reject(None, "no `=` between key and value");
             continue;
         };
         let key = key.trim();
-        let decoded = percent_encoding::percent_decode_str(value.trim()).decode_utf8();
-        match decoded {
-            Ok(value) if !key.is_empty() && !key.contains(char::is_whitespace) => {
-                out.push((key.to_string(), value.into_owned()));
-            }
-            _ => bad.push(pair.to_string()),
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            reject(None, "the key is empty or contains white space");
+            continue;
         }
+        let raw = raw.trim();
+        if !percent_escapes_are_valid(raw) {
+            reject(
+                Some(key),
+                "an invalid percent escape (`%` must start `%XX`)",
+            );
+            continue;
+        }
+        let Ok(value) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
+            reject(Some(key), "the decoded value is not UTF-8");
+            continue;
+        };
+        if let Some(check) = check
+            && let Err(reason) = check(key, &value)
+        {
+            reject(Some(key), reason);
+            continue;
+        }
+        out.push((key.to_string(), value.into_owned()));
     }
-    if !bad.is_empty() {
+    if !rejected.is_empty() || too_many {
         // Header values are credentials: a warning names keys only, never values.
         let secret = name.contains("HEADERS");
         let shown_value = if secret {
@@ -275,14 +370,20 @@ pub(crate) fn parse_key_values(name: &str, v: &str, w: &mut Warnings) -> Vec<(St
         } else {
             v.to_string()
         };
-        let bad = if secret {
-            vec![format!(
-                "{} malformed entr(y/ies), not shown because they may hold secrets",
-                bad.len()
-            )]
-        } else {
-            bad
-        };
+        let mut problems: Vec<String> = rejected
+            .iter()
+            .map(|r| match (secret, r.key) {
+                (_, Some(key)) => format!("{key}: {}", r.reason),
+                (true, None) => format!("an entry: {}", r.reason),
+                (false, None) => format!("{:?}: {}", r.entry, r.reason),
+            })
+            .collect();
+        if too_many {
+            problems.push(format!(
+                "more than {} entries; the rest are ignored",
+                bounds::MAX_LIST_ENTRIES
+            ));
+        }
         let kept = out
             .iter()
             .map(|(k, _)| k.as_str())
@@ -292,7 +393,8 @@ pub(crate) fn parse_key_values(name: &str, v: &str, w: &mut Warnings) -> Vec<(St
             name,
             &shown_value,
             format!(
-                "malformed entries {bad:?} (expected key=value pairs separated by commas, values percent-encoded)"
+                "skipped {} (expected key=value pairs separated by commas, values percent-encoded)",
+                problems.join("; ")
             ),
             if kept.is_empty() {
                 "no entries".to_string()
