@@ -16,6 +16,16 @@ pub enum Error {
          or use builder().build() for a second, non-global instance"
     )]
     AlreadyInitialized,
+    /// `init()` was called after the global instance was shut down. A process installs global
+    /// telemetry once: the `tracing` subscriber and the OpenTelemetry globals cannot be
+    /// replaced.
+    #[error(
+        "telemetry was installed and then shut down in this process (its guard was dropped, or \
+         shutdown() was called), and global telemetry cannot be installed twice; keep the guard \
+         for the whole of main (`let _telemetry = init()?;`, not `let _ = init()`), or use \
+         builder().build() for instances you create and shut down yourself"
+    )]
+    AlreadyShutDown,
     /// Another `tracing` subscriber was installed globally before `init()`.
     #[error(
         "a global tracing subscriber is already set by someone else; call platform_telemetry::init() \

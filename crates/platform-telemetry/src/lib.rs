@@ -63,7 +63,21 @@ pub use telemetry::{
 /// `builder().init()`.
 ///
 /// Returns an error (never panics) if telemetry or another `tracing` subscriber is already
-/// installed. Keep the guard alive for the life of the program.
+/// installed, or if telemetry was installed and shut down before. Keep the guard alive for the
+/// life of the program: dropping it shuts telemetry down, and what is emitted after that is
+/// dropped and counted ([`SignalStats::dropped_after_shutdown`]). The compiler warns about a
+/// result left unused:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn main() {
+///     platform_telemetry::init(); // error: unused `Result` that must be used
+/// }
+/// ```
+///
+/// `let _ = init()` is the one form no compiler lint catches: it drops the guard at once. The
+/// first span or log record after that is a warning that says so.
+#[must_use = "dropping the guard shuts telemetry down at once; bind it: `let _telemetry = init()?;`"]
 pub fn init() -> Result<TelemetryGuard, Error> {
     builder().init()
 }

@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
@@ -21,22 +21,56 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
 /// Counters for one signal's export pipeline.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// `spans` or `log records`, for the one warning after shutdown.
+    items: &'static str,
     in_flight: AtomicU64,
     capacity: AtomicU64,
     dropped: AtomicU64,
     exported: AtomicU64,
     failed: AtomicU64,
+    /// Set when shutdown begins: from then on every item is dropped and counted. Shared with
+    /// the [`sibling`](Counters::sibling)s of the same signal.
+    closed: Arc<AtomicBool>,
+    dropped_after_shutdown: AtomicU64,
 }
 
 impl Counters {
-    pub(crate) fn with_capacity(capacity: usize) -> Arc<Self> {
-        let c = Self::default();
+    pub(crate) fn with_capacity(items: &'static str, capacity: usize) -> Arc<Self> {
+        let c = Self {
+            items,
+            ..Self::default()
+        };
         c.capacity.store(capacity as u64, Ordering::Relaxed);
         Arc::new(c)
     }
 
-    /// Reserves a place in the queue; false (and counted) when it is full.
+    /// Counters for another queue of the same signal (the console exporter's), closed together
+    /// with these.
+    pub(crate) fn sibling(&self, capacity: usize) -> Arc<Self> {
+        let c = Self {
+            items: self.items,
+            closed: self.closed.clone(),
+            ..Self::default()
+        };
+        c.capacity.store(capacity as u64, Ordering::Relaxed);
+        Arc::new(c)
+    }
+
+    /// Turns every later item away (counted in `dropped_after_shutdown`). Returns false if
+    /// it was already closed.
+    pub(crate) fn close(&self) -> bool {
+        !self.closed.swap(true, Ordering::SeqCst)
+    }
+
+    /// Reserves a place in the queue; false (and counted) when it is full or shut down.
     fn try_enter(&self) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            if self.dropped_after_shutdown.fetch_add(1, Ordering::Relaxed) == 0 {
+                self.warn_after_shutdown();
+            }
+            return false;
+        }
         let capacity = self.capacity.load(Ordering::Relaxed);
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         if before >= capacity {
@@ -56,6 +90,22 @@ impl Counters {
         }
     }
 
+    /// One warning, at the first item that arrives after shutdown; the rest are only counted.
+    #[cold]
+    fn warn_after_shutdown(&self) {
+        // The warning must not be exported (and so dropped and counted) in its turn.
+        let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
+        tracing::warn!(
+            target: "platform_telemetry",
+            "{} are still being emitted after telemetry was shut down: they are dropped and counted \
+             (pipeline_stats().{}.dropped_after_shutdown), with no further warning. Keep the guard \
+             alive for the whole of main: `let _telemetry = platform_telemetry::init()?;` \
+             (`let _ = init()` drops it at once)",
+            self.items,
+            if self.items == "spans" { "spans" } else { "logs" },
+        );
+    }
+
     pub(crate) fn snapshot(&self) -> SignalStats {
         SignalStats {
             queued: self.in_flight.load(Ordering::Relaxed),
@@ -63,6 +113,7 @@ impl Counters {
             dropped: self.dropped.load(Ordering::Relaxed),
             exported: self.exported.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            dropped_after_shutdown: self.dropped_after_shutdown.load(Ordering::Relaxed),
         }
     }
 }
@@ -74,12 +125,15 @@ pub struct SignalStats {
     pub queued: u64,
     /// The queue's bound (`OTEL_BSP_MAX_QUEUE_SIZE` / `OTEL_BLRP_MAX_QUEUE_SIZE`).
     pub capacity: u64,
-    /// Items turned away because the queue was full (the endpoint is down or slow).
+    /// Items turned away: the queue was full (the endpoint is down or slow), or telemetry was
+    /// already shut down.
     pub dropped: u64,
     /// Items the endpoint accepted.
     pub exported: u64,
-    /// Items in exports that failed (refused, timed out, unreachable).
+    /// Items in exports that failed (refused, timed out, unreachable, TLS handshake refused).
     pub failed: u64,
+    /// The part of `dropped` that arrived after shutdown (counted, warned about once).
+    pub dropped_after_shutdown: u64,
 }
 
 /// Export pipeline counts for spans and log records; see [`Telemetry::pipeline_stats`](crate::Telemetry::pipeline_stats).
@@ -222,7 +276,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_turns_items_away_and_counts_them() {
-        let c = Counters::with_capacity(2);
+        let c = Counters::with_capacity("spans", 2);
         assert!(c.try_enter());
         assert!(c.try_enter());
         assert!(!c.try_enter());
@@ -236,8 +290,15 @@ mod tests {
                 capacity: 2,
                 dropped: 1,
                 exported: 1,
-                failed: 2
+                failed: 2,
+                dropped_after_shutdown: 0,
             }
         );
+        assert!(c.close());
+        assert!(!c.close());
+        assert!(!c.try_enter());
+        assert!(!c.try_enter());
+        let s = c.snapshot();
+        assert_eq!((s.dropped, s.dropped_after_shutdown), (3, 2));
     }
 }

@@ -57,6 +57,7 @@ pub(crate) struct CaptureSinks;
 /// telemetry.shutdown()?;
 /// # Ok::<(), platform_telemetry::Error>(())
 /// ```
+#[must_use = "a Builder does nothing until `build()` or `init()` is called"]
 pub struct Builder {
     resource: ResourceDefaults,
     code: CodeDefaults,
@@ -210,6 +211,7 @@ impl Builder {
     /// Builds an instance without installing anything globally. Use its
     /// [`subscriber()`](Telemetry::subscriber) with `tracing::dispatcher::with_default` or
     /// `tracing::instrument::WithSubscriber`.
+    #[must_use = "the instance shuts down when the last clone is dropped; keep it"]
     pub fn build(self) -> Result<Telemetry, Error> {
         build(self)
     }
@@ -217,6 +219,7 @@ impl Builder {
     /// Builds the instance and installs it globally: the `tracing` subscriber, the OpenTelemetry
     /// tracer and meter providers, the propagator, `log` records, and a panic hook that logs the
     /// panic with its trace context and flushes. Fails if called twice.
+    #[must_use = "dropping the guard shuts telemetry down at once; bind it: `let _telemetry = builder().init()?;`"]
     pub fn init(self) -> Result<TelemetryGuard, Error> {
         install_global(self)
     }
@@ -248,6 +251,14 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if !self.shut_down.swap(true, Ordering::SeqCst) {
             let _ = shutdown_providers(self, "shutdown");
+        }
+        // Dropping the last handle on a provider runs the SDK's own shutdown, which can wait on
+        // an export in flight: never on the caller's thread.
+        let providers = (self.tracer_provider.take(), self.logger_provider.take());
+        if providers.0.is_some() || providers.1.is_some() {
+            let _ = std::thread::Builder::new()
+                .name("telemetry-release".into())
+                .spawn(move || drop(providers));
         }
     }
 }
@@ -419,14 +430,21 @@ impl Telemetry {
 
 type Task = (&'static str, Box<dyn FnOnce() -> OTelSdkResult + Send>);
 
+/// Shutting down closes the span and log gates, so that everything emitted from then on is
+/// dropped, counted ([`SignalStats::dropped_after_shutdown`](crate::SignalStats)) and warned
+/// about once, and exports what was queued, within the bound. The tracer and logger providers
+/// are flushed, not shut down: a shut-down SDK provider would turn later spans into no-ops
+/// nobody counts and warn once per log record.
 fn shutdown_providers(inner: &Inner, what: &'static str) -> Result<(), Error> {
     let timeout = inner.shutdown_timeout;
+    inner.span_counters.close();
+    inner.log_counters.close();
     let mut tasks: Vec<Task> = Vec::new();
     if let Some(p) = inner.tracer_provider.clone() {
-        tasks.push(("traces", Box::new(move || p.shutdown_with_timeout(timeout))));
+        tasks.push(("traces", Box::new(move || p.force_flush())));
     }
     if let Some(p) = inner.logger_provider.clone() {
-        tasks.push(("logs", Box::new(move || p.shutdown_with_timeout(timeout))));
+        tasks.push(("logs", Box::new(move || p.force_flush())));
     }
     let p = inner.meter_provider.clone();
     tasks.push((
@@ -508,8 +526,8 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         .map(|v| v.to_string())
         .unwrap_or_default();
     let propagator = Arc::new(propagation::composite(&cfg.propagators));
-    let span_counters = Counters::with_capacity(cfg.bsp.max_queue_size);
-    let log_counters = Counters::with_capacity(cfg.blrp.max_queue_size);
+    let span_counters = Counters::with_capacity("spans", cfg.bsp.max_queue_size);
+    let log_counters = Counters::with_capacity("log records", cfg.blrp.max_queue_size);
 
     let uses_grpc = !cfg.sdk_disabled
         && [
@@ -714,8 +732,12 @@ fn install_global(builder: Builder) -> Result<TelemetryGuard, Error> {
     let _installing = INSTALL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if GLOBAL.get().is_some() {
-        return Err(Error::AlreadyInitialized);
+    if let Some(installed) = GLOBAL.get() {
+        return Err(if installed.inner.shut_down.load(Ordering::SeqCst) {
+            Error::AlreadyShutDown
+        } else {
+            Error::AlreadyInitialized
+        });
     }
     let telemetry = build(builder)?;
     tracing::dispatcher::set_global_default(telemetry.subscriber())

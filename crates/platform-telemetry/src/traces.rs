@@ -94,7 +94,7 @@ pub(crate) fn provider(
     }
     if cfg.traces_exporters.console {
         // The console exporter has its own queue; its counts are not the OTLP pipeline's.
-        let console_counters = Counters::with_capacity(cfg.bsp.max_queue_size);
+        let console_counters = counters.sibling(cfg.bsp.max_queue_size);
         builder = builder.with_span_processor(gated_batch(
             ConsoleSpanExporter,
             cfg.bsp,
