@@ -169,9 +169,41 @@ fn main() -> anyhow::Result<()> {
             checkout(&guard);
             std::thread::sleep(std::time::Duration::from_millis(count));
         }
+        // --- library hardening (issue 13): misuse after shutdown ---
+        "emit-after-shutdown" => {
+            // `let _ = init()` done by hand: the guard is gone before the work starts.
+            let guard = platform_telemetry::init()?;
+            let telemetry = guard.telemetry().clone();
+            let before = telemetry.pipeline_stats();
+            drop(guard);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                for i in 0..count {
+                    let span = info_span!("after_shutdown", i);
+                    let _e = span.enter();
+                    info!(i, "emitted after shutdown");
+                }
+            });
+            let after = telemetry.pipeline_stats();
+            let again = match platform_telemetry::init() {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            report(json!({
+                "exported_before": before.spans.exported + before.logs.exported,
+                "spans_dropped_after_shutdown": after.spans.dropped_after_shutdown,
+                "spans_dropped": after.spans.dropped,
+                "spans_exported": after.spans.exported,
+                "logs_dropped_after_shutdown": after.logs.dropped_after_shutdown,
+                "logs_dropped": after.logs.dropped,
+                "init_again": again,
+            }));
+        }
         other => anyhow::bail!(
             "unknown scenario {other:?}; known: checkout, checkout-current-thread, flood, panic, \
-             init-twice, warnings, inject, linger"
+             init-twice, warnings, inject, linger, emit-after-shutdown"
         ),
     }
     Ok(())
