@@ -137,15 +137,22 @@ pub(crate) fn register_pipeline_metrics(
             .with_unit(unit)
             .with_description(
                 "Items whose processing finished; error.type=queue_full counts items dropped \
-                 because the export queue was full",
+                 because the export queue was full, error.type=shutdown items that arrived after \
+                 shutdown",
             )
             .with_callback(move |observer| {
                 let s = c.snapshot();
                 observer.observe(s.exported + s.failed, std::slice::from_ref(&attrs));
                 observer.observe(
-                    s.dropped,
+                    s.dropped - s.dropped_after_shutdown,
                     &[attrs.clone(), KeyValue::new("error.type", "queue_full")],
                 );
+                if s.dropped_after_shutdown > 0 {
+                    observer.observe(
+                        s.dropped_after_shutdown,
+                        &[attrs.clone(), KeyValue::new("error.type", "shutdown")],
+                    );
+                }
             })
             .build();
         let c = counters.clone();
