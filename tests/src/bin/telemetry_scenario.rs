@@ -201,9 +201,34 @@ fn main() -> anyhow::Result<()> {
                 "init_again": again,
             }));
         }
+        "checkout-report" => {
+            // A checkout, then an explicit shutdown whose outcome and counts are reported.
+            let guard = platform_telemetry::init()?;
+            checkout(&guard);
+            let telemetry = guard.telemetry().clone();
+            let started = Instant::now();
+            let shutdown = match guard.shutdown() {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("{e:#}"),
+            };
+            let stats = telemetry.pipeline_stats();
+            report(json!({
+                "shutdown": shutdown,
+                "shutdown_ms": started.elapsed().as_secs_f64() * 1000.0,
+                "spans_exported": stats.spans.exported,
+                "spans_failed": stats.spans.failed,
+                "logs_exported": stats.logs.exported,
+                "logs_failed": stats.logs.failed,
+                "warnings": telemetry
+                    .config_warnings()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            }));
+        }
         other => anyhow::bail!(
             "unknown scenario {other:?}; known: checkout, checkout-current-thread, flood, panic, \
-             init-twice, warnings, inject, linger, emit-after-shutdown"
+             init-twice, warnings, inject, linger, emit-after-shutdown, checkout-report"
         ),
     }
     Ok(())
