@@ -5,9 +5,14 @@
 //! Every accepted export is decoded with `opentelemetry-proto`, flattened into one entry per
 //! span, log record or metric, and kept until the receiver is dropped. [`Behavior`] makes the
 //! receiver reject, hang or partially accept, for failure-path tests.
+//!
+//! [`OtlpReceiver::start_tls`] serves both listeners over TLS instead, optionally requiring
+//! client certificates (mutual TLS), and counts refused handshakes; [`tls::TestPki`] makes the
+//! certificates for it and for the clients under test.
 
 mod accessors;
 mod server;
+pub mod tls;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -18,6 +23,8 @@ use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::sync::watch;
+
+use crate::tls::TlsSettings;
 
 pub use accessors::{MetricKind, MetricPoint, any_value_to_string, hex};
 /// The proto crate the received data is expressed in, so users need not match its version.
@@ -73,6 +80,12 @@ pub struct Snapshot {
     pub metrics: Vec<ReceivedMetric>,
     /// Items and requests dropped because of [`MAX_ITEMS_PER_SIGNAL`].
     pub dropped: usize,
+    /// TLS handshakes that failed or timed out, on either listener (always 0 without TLS).
+    ///
+    /// A client that connects and leaves without a handshake counts too.
+    pub tls_handshake_failures: u64,
+    /// Why the latest TLS handshake failed: listener, client address and the rustls error.
+    pub last_tls_error: Option<String>,
 }
 
 /// An OTLP signal.
@@ -160,15 +173,44 @@ pub enum ReceiverError {
         transport: Transport,
         source: std::io::Error,
     },
+    /// A PEM input of the [`TlsSettings`] could not be parsed.
+    #[error("invalid {what} PEM in the TLS settings: {source}")]
+    #[allow(missing_docs)]
+    TlsPem {
+        what: &'static str,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A certificate PEM of the [`TlsSettings`] holds no certificate.
+    #[error("the {what} PEM in the TLS settings holds no certificate")]
+    #[allow(missing_docs)]
+    TlsNoCertificate { what: &'static str },
+    /// rustls refused part of the configuration (e.g. a key that does not match the
+    /// certificate, or an unusable CA certificate).
+    #[error("rustls refused the {what}: {source}")]
+    #[allow(missing_docs)]
+    TlsConfig {
+        what: &'static str,
+        #[source]
+        source: rustls::Error,
+    },
+    /// The client certificate verifier could not be built from `client_ca_pem`.
+    #[error("cannot build the client certificate verifier: {source}")]
+    #[allow(missing_docs)]
+    ClientVerifier {
+        #[source]
+        source: rustls::server::VerifierBuilderError,
+    },
 }
 
 /// [`OtlpReceiver::wait_until`] gave up after `timeout`; `snapshot` is what had been received.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error(
     "timed out after {timeout:?} waiting for the OTLP receiver condition; received so far: \
-     {} requests, {} spans, {} log records, {} metrics ({} dropped)",
+     {} requests, {} spans, {} log records, {} metrics ({} dropped), \
+     {} failed TLS handshakes",
     .snapshot.requests.len(), .snapshot.spans.len(), .snapshot.log_records.len(),
-    .snapshot.metrics.len(), .snapshot.dropped
+    .snapshot.metrics.len(), .snapshot.dropped, .snapshot.tls_handshake_failures
 )]
 #[allow(missing_docs)]
 pub struct WaitTimeout {
@@ -187,14 +229,50 @@ impl OtlpReceiver {
     /// Outage tests use it to bring an endpoint back on the port a service was configured with,
     /// after dropping the receiver that served it.
     pub async fn start_on(grpc_port: u16, http_port: u16) -> Result<OtlpReceiver, ReceiverError> {
+        Self::spawn(grpc_port, http_port, None).await
+    }
+
+    /// Like [`start`](Self::start), with both listeners serving TLS: gRPC with ALPN `h2`,
+    /// HTTP with ALPN `h2` and `http/1.1`. TLS 1.3 and 1.2, rustls with the `ring` provider.
+    ///
+    /// With [`TlsSettings::client_ca_pem`] set, a client without a certificate signed by that
+    /// CA is refused at the handshake; refused and timed-out handshakes (see
+    /// [`tls::TLS_HANDSHAKE_TIMEOUT`]) are counted by
+    /// [`tls_handshake_failures`](Self::tls_handshake_failures). The endpoints become
+    /// `https://localhost:PORT`, the name the [`tls::TestPki`] server certificate is valid for
+    /// (the listeners are still bound on 127.0.0.1).
+    pub async fn start_tls(settings: TlsSettings) -> Result<OtlpReceiver, ReceiverError> {
+        Self::start_tls_on(0, 0, settings).await
+    }
+
+    /// Like [`start_tls`](Self::start_tls), on the given loopback ports (`0`: any free port).
+    pub async fn start_tls_on(
+        grpc_port: u16,
+        http_port: u16,
+        settings: TlsSettings,
+    ) -> Result<OtlpReceiver, ReceiverError> {
+        let configs = tls::ServerConfigs::new(&settings)?;
+        Self::spawn(grpc_port, http_port, Some(configs)).await
+    }
+
+    async fn spawn(
+        grpc_port: u16,
+        http_port: u16,
+        tls: Option<tls::ServerConfigs>,
+    ) -> Result<OtlpReceiver, ReceiverError> {
         let shared = Arc::new(Shared {
             behavior: Mutex::new(Behavior::Accept),
             store: Mutex::new(Snapshot::default()),
             changed: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
         });
-        let (grpc, http) = server::spawn(&shared, grpc_port, http_port).await?;
-        let (grpc_endpoint, http_endpoint) = (endpoint(grpc), endpoint(http));
+        // With TLS, the name the server certificate is valid for; the listeners stay on 127.0.0.1.
+        let base = match tls {
+            None => "http://127.0.0.1",
+            Some(_) => "https://localhost",
+        };
+        let (grpc, http) = server::spawn(&shared, grpc_port, http_port, tls).await?;
+        let (grpc_endpoint, http_endpoint) = (format!("{base}:{grpc}"), format!("{base}:{http}"));
         Ok(OtlpReceiver {
             shared,
             grpc_endpoint,
@@ -202,14 +280,28 @@ impl OtlpReceiver {
         })
     }
 
-    /// The OTLP/gRPC endpoint, `http://127.0.0.1:PORT`.
+    /// The OTLP/gRPC endpoint, `http://127.0.0.1:PORT` (with TLS: `https://localhost:PORT`).
     pub fn grpc_endpoint(&self) -> String {
         self.grpc_endpoint.clone()
     }
 
-    /// The OTLP/HTTP base endpoint, `http://127.0.0.1:PORT` (without `/v1/...`).
+    /// The OTLP/HTTP base endpoint, `http://127.0.0.1:PORT` (with TLS: `https://localhost:PORT`),
+    /// without `/v1/...`.
     pub fn http_endpoint(&self) -> String {
         self.http_endpoint.clone()
+    }
+
+    /// TLS handshakes that failed or timed out so far, on either listener (0 without TLS).
+    ///
+    /// A refused client may see its error just before the count moves: wait for it with
+    /// [`wait_until`](Self::wait_until) on [`Snapshot::tls_handshake_failures`].
+    pub fn tls_handshake_failures(&self) -> u64 {
+        lock(&self.shared.store).tls_handshake_failures
+    }
+
+    /// Why the latest TLS handshake failed, if one did.
+    pub fn last_tls_error(&self) -> Option<String> {
+        lock(&self.shared.store).last_tls_error.clone()
     }
 
     /// Sets how both transports answer, from the next request on.
@@ -222,7 +314,8 @@ impl OtlpReceiver {
         lock(&self.shared.store).clone()
     }
 
-    /// Waits until `predicate` holds for the received data, re-checking on every request.
+    /// Waits until `predicate` holds for the received data, re-checking on every request
+    /// (and every failed TLS handshake).
     ///
     /// The predicate runs with the store locked: it must not call back into this receiver.
     pub async fn wait_until(
@@ -297,10 +390,6 @@ fn push_capped<T>(store: &mut Vec<T>, items: Vec<T>) -> usize {
     let excess = store.len().saturating_sub(MAX_ITEMS_PER_SIGNAL);
     store.drain(..excess);
     excess
-}
-
-fn endpoint(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
 }
 
 /// Locks ignoring poisoning: the data stays consistent enough for a test receiver.

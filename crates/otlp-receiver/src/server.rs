@@ -1,7 +1,7 @@
 //! The gRPC (tonic) and HTTP/protobuf (axum) servers, and the export logic they share.
 
 use std::io::Read;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -20,6 +20,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 use trace_service_server::{TraceService, TraceServiceServer};
 
+use crate::tls::{ServerConfigs, TlsListener};
 use crate::{Behavior, MAX_BODY_BYTES, ReceiverError, RequestInfo, Shared, Signal, Snapshot};
 use crate::{ReceivedLogRecord, ReceivedMetric, ReceivedSpan};
 use crate::{Transport, push_capped};
@@ -145,14 +146,16 @@ impl Shared {
     }
 }
 
-/// Binds (port 0: any) and spawns both servers; returns the bound `(grpc_port, http_port)`.
+/// Binds (port 0: any) and spawns both servers, plain or over TLS; returns the bound
+/// `(grpc_port, http_port)`.
 pub(crate) async fn spawn(
     shared: &Arc<Shared>,
     grpc_port: u16,
     http_port: u16,
+    tls: Option<ServerConfigs>,
 ) -> Result<(u16, u16), ReceiverError> {
-    let (grpc, grpc_port) = bind(Transport::Grpc, grpc_port).await?;
-    let (http, http_port) = bind(Transport::Http, http_port).await?;
+    let (grpc, grpc_addr) = bind(Transport::Grpc, grpc_port).await?;
+    let (http, http_addr) = bind(Transport::Http, http_port).await?;
 
     let svc = GrpcService(Arc::clone(shared));
     macro_rules! limits {
@@ -165,9 +168,7 @@ pub(crate) async fn spawn(
     let grpc_server = tonic::transport::Server::builder()
         .add_service(limits!(TraceServiceServer::new(svc.clone())))
         .add_service(limits!(LogsServiceServer::new(svc.clone())))
-        .add_service(limits!(MetricsServiceServer::new(svc)))
-        .serve_with_incoming_shutdown(TcpIncoming::from(grpc), shared.shutdown_signal());
-    tokio::spawn(grpc_server);
+        .add_service(limits!(MetricsServiceServer::new(svc)));
 
     let app = axum::Router::new()
         .route(TraceReq::HTTP_PATH, post(http_export::<TraceReq>))
@@ -175,17 +176,38 @@ pub(crate) async fn spawn(
         .route(MetricsReq::HTTP_PATH, post(http_export::<MetricsReq>))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::clone(shared));
-    let http_server = axum::serve(http, app).with_graceful_shutdown(shared.shutdown_signal());
-    tokio::spawn(async move { http_server.await });
-    Ok((grpc_port, http_port))
+
+    match tls {
+        None => {
+            let incoming = TcpIncoming::from(grpc);
+            let grpc_server =
+                grpc_server.serve_with_incoming_shutdown(incoming, shared.shutdown_signal());
+            tokio::spawn(grpc_server);
+            let http_server =
+                axum::serve(http, app).with_graceful_shutdown(shared.shutdown_signal());
+            tokio::spawn(async move { http_server.await });
+        }
+        Some(configs) => {
+            let grpc = TlsListener::spawn(shared, Transport::Grpc, grpc, grpc_addr, configs.grpc);
+            let incoming = grpc.into_stream();
+            let grpc_server =
+                grpc_server.serve_with_incoming_shutdown(incoming, shared.shutdown_signal());
+            tokio::spawn(grpc_server);
+            let http = TlsListener::spawn(shared, Transport::Http, http, http_addr, configs.http);
+            let http_server =
+                axum::serve(http, app).with_graceful_shutdown(shared.shutdown_signal());
+            tokio::spawn(async move { http_server.await });
+        }
+    }
+    Ok((grpc_addr.port(), http_addr.port()))
 }
 
-async fn bind(transport: Transport, port: u16) -> Result<(TcpListener, u16), ReceiverError> {
+async fn bind(transport: Transport, port: u16) -> Result<(TcpListener, SocketAddr), ReceiverError> {
     let bind_err = |source| ReceiverError::Bind { transport, source };
     let loopback = (Ipv4Addr::LOCALHOST, port);
     let listener = TcpListener::bind(loopback).await.map_err(bind_err)?;
-    let port = listener.local_addr().map_err(bind_err)?.port();
-    Ok((listener, port))
+    let addr = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, addr))
 }
 
 #[derive(Clone)]
