@@ -133,15 +133,16 @@ async fn a_wrong_ca_or_a_missing_client_certificate_fails_bounded_and_counted() 
             run.assert_success();
             assert!(run.elapsed < BOUND, "{protocol}, {case}: {:?}", run.elapsed);
             let r = run.result();
-            let snapshot = receiver.snapshot();
+            // The server may count a refused handshake just after the client gave up on it.
+            let snapshot = receiver
+                .wait_until(Duration::from_secs(10), |s| s.tls_handshake_failures > 0)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("{protocol}, {case}: not refused at the handshake: {e}")
+                });
             assert!(
                 snapshot.spans.is_empty(),
                 "{protocol}, {case}: nothing gets through"
-            );
-            assert!(
-                snapshot.tls_handshake_failures > 0,
-                "{protocol}, {case}: refused at the handshake ({:?})",
-                snapshot.last_tls_error
             );
             assert!(
                 r["spans_failed"].as_u64().unwrap() > 0 && r["spans_exported"] == 0,
