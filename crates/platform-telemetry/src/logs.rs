@@ -17,6 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::Error;
 use crate::config::{Resolved, Warnings};
 use crate::exporters::{ExportRuntime, log_exporter};
+use crate::limits::LogRecordLimitsProcessor;
 use crate::pipeline::{Counters, CountingExporter, GatedLogProcessor};
 use crate::telemetry::CaptureSinks;
 
@@ -52,7 +53,13 @@ pub(crate) fn provider(
     capture: Option<&CaptureSinks>,
     warnings: &mut Warnings,
 ) -> Result<Option<SdkLoggerProvider>, Error> {
-    let mut builder = SdkLoggerProvider::builder().with_resource(resource);
+    // First: what it changes, every later processor sees.
+    let mut builder = SdkLoggerProvider::builder()
+        .with_resource(resource)
+        .with_log_processor(LogRecordLimitsProcessor::new(
+            cfg.limits.log_record,
+            cfg.limits.counts.clone(),
+        ));
     let mut any = false;
     if cfg.logs_exporters.otlp {
         let mut otlp = cfg.logs_otlp.clone();

@@ -13,27 +13,38 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{
-    InstrumentKind, ManualReader, PeriodicReader, Pipeline, SdkMeterProvider, Temporality,
+    Instrument, InstrumentKind, ManualReader, PeriodicReader, Pipeline, SdkMeterProvider, Stream,
+    Temporality,
 };
 
 use crate::Error;
 use crate::config::{Resolved, Warnings};
 use crate::exporters::{ConsoleMetricExporter, ExportRuntime, metric_exporter};
+use crate::limits::LimitCounts;
 use crate::pipeline::Counters;
 
 pub use exposition::ExpositionFormat;
 
 /// A pull reader shared between the meter provider and the `/metrics` handler.
 #[derive(Clone, Debug)]
-pub(crate) struct PrometheusReader(Arc<ManualReader>);
+pub(crate) struct PrometheusReader {
+    reader: Arc<ManualReader>,
+    /// Told of every stream that reached the cardinality limit, at each scrape.
+    limits: Arc<LimitCounts>,
+    cardinality_limit: usize,
+}
 
 impl PrometheusReader {
-    pub(crate) fn new() -> Self {
-        Self(Arc::new(
-            ManualReader::builder()
-                .with_temporality(Temporality::Cumulative)
-                .build(),
-        ))
+    pub(crate) fn new(limits: Arc<LimitCounts>, cardinality_limit: usize) -> Self {
+        Self {
+            reader: Arc::new(
+                ManualReader::builder()
+                    .with_temporality(Temporality::Cumulative)
+                    .build(),
+            ),
+            limits,
+            cardinality_limit,
+        }
     }
 
     /// Collects every instrument now and renders it.
@@ -44,7 +55,15 @@ impl PrometheusReader {
     ) -> String {
         let mut rm = ResourceMetrics::default();
         let mut out = String::new();
-        if self.0.collect(&mut rm).is_ok() {
+        if self.reader.collect(&mut rm).is_ok() {
+            // A stream that overflowed just now is counted by the gauge only from the next
+            // collection: collect again (cumulative, so nothing is lost), once per such stream.
+            if self.limits.watch_overflow(&rm, self.cardinality_limit) {
+                let mut again = ResourceMetrics::default();
+                if self.reader.collect(&mut again).is_ok() {
+                    rm = again;
+                }
+            }
             exposition::encode(&rm, format, exemplars, &mut out);
         } else if format == ExpositionFormat::OpenMetrics {
             out.push_str("# EOF\n");
@@ -55,19 +74,19 @@ impl PrometheusReader {
 
 impl MetricReader for PrometheusReader {
     fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
-        self.0.register_pipeline(pipeline);
+        self.reader.register_pipeline(pipeline);
     }
     fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
-        self.0.collect(rm)
+        self.reader.collect(rm)
     }
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
+        self.reader.force_flush()
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+        self.reader.shutdown_with_timeout(timeout)
     }
     fn temporality(&self, kind: InstrumentKind) -> Temporality {
-        self.0.temporality(kind)
+        self.reader.temporality(kind)
     }
 }
 
@@ -82,10 +101,19 @@ pub(crate) fn provider(
     rt: &ExportRuntime,
     warnings: &mut Warnings,
 ) -> Result<Metrics, Error> {
-    let mut builder = SdkMeterProvider::builder().with_resource(resource);
+    let cardinality = cfg.limits.metric_cardinality;
+    // Every stream: name, unit, description and buckets stay the instrument's own.
+    let mut builder = SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_view(move |_: &Instrument| {
+            Stream::builder()
+                .with_cardinality_limit(cardinality)
+                .build()
+                .ok()
+        });
     let mut prometheus = None;
     if cfg.metrics_exporters.prometheus {
-        let reader = PrometheusReader::new();
+        let reader = PrometheusReader::new(cfg.limits.counts.clone(), cardinality);
         builder = builder.with_reader(reader.clone());
         prometheus = Some(reader);
     }
@@ -119,7 +147,28 @@ pub(crate) fn register_pipeline_metrics(
     meter: &Meter,
     spans: &Arc<Counters>,
     logs: &Arc<Counters>,
+    limits: &Arc<LimitCounts>,
 ) {
+    let l = limits.clone();
+    let _log_attributes_dropped = meter
+        .u64_observable_counter("platform_telemetry.log_record.dropped_attributes")
+        .with_unit("{attribute}")
+        .with_description(
+            "Log record attributes dropped by OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT (OTLP log \
+             records carry no dropped-attributes count from this SDK)",
+        )
+        .with_callback(move |observer| observer.observe(l.log_attributes_dropped(), &[]))
+        .build();
+    let l = limits.clone();
+    let _overflowed = meter
+        .u64_observable_gauge("platform_telemetry.metric.overflowed_streams")
+        .with_unit("{stream}")
+        .with_description(
+            "Metric streams that reached the cardinality limit: their further attribute sets \
+             are added up in the otel.metric.overflow=true series",
+        )
+        .with_callback(move |observer| observer.observe(l.overflowed_streams(), &[]))
+        .build();
     for (signal, unit, processor_type, counters) in [
         ("span", "{span}", "batching_span_processor", spans.clone()),
         (

@@ -1,6 +1,59 @@
 //! Context propagation across HTTP and message hops, with the composite propagator chosen by
 //! `OTEL_PROPAGATORS` (default `tracecontext,baggage`: W3C `traceparent`/`tracestate` and
 //! `baggage`).
+//!
+//! # Across tasks and threads
+//!
+//! The current span lives in a thread-local: a task given to `tokio::spawn` or a closure given
+//! to `std::thread::spawn` starts with none, so what it records opens a new trace. Carry the
+//! span over explicitly: `.in_current_span()` for a task, `Span::current()` moved into the
+//! closure and entered there for a thread. A non-global instance ([`Builder::build`]) also
+//! needs its subscriber carried, with `.with_current_subscriber()` (the global one from
+//! [`init()`] is everywhere already).
+//!
+//! ```
+//! # #[cfg(feature = "testing")] {
+//! use tracing::Instrument as _; // .in_current_span()
+//! use tracing::instrument::WithSubscriber as _; // .with_current_subscriber()
+//!
+//! let (telemetry, capture) = platform_telemetry::testing::capture("orders")?;
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! tracing::dispatcher::with_default(&telemetry.subscriber(), || {
+//!     let request = tracing::info_span!("handle request");
+//!     let _entered = request.enter();
+//!
+//!     // A task: the span (and, for this non-global instance, the subscriber) goes with it.
+//!     let task = async { tracing::info_span!("send email").in_scope(|| {}) };
+//!     runtime.block_on(async {
+//!         tokio::spawn(task.in_current_span().with_current_subscriber()).await
+//!     })?;
+//!
+//!     // A thread: move the span in and enter it there.
+//!     let span = tracing::Span::current();
+//!     let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+//!     std::thread::spawn(move || {
+//!         tracing::dispatcher::with_default(&dispatch, || {
+//!             span.in_scope(|| tracing::info_span!("resize image").in_scope(|| {}))
+//!         })
+//!     })
+//!     .join()
+//!     .map_err(|_| "the thread panicked")?;
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//!
+//! let spans = capture.spans();
+//! let request = spans.iter().find(|s| s.name == "handle request").ok_or("no request span")?;
+//! for child in ["send email", "resize image"] {
+//!     let child = spans.iter().find(|s| s.name == child).ok_or("no child span")?;
+//!     assert_eq!(child.trace_id, request.trace_id, "{} is in the request's trace", child.name);
+//!     assert_eq!(child.parent_span_id.as_deref(), Some(request.span_id.as_str()));
+//! }
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`Builder::build`]: crate::Builder::build
+//! [`init()`]: crate::init
 
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};

@@ -1,10 +1,12 @@
 //! What is never recorded: credentials in headers and query strings.
 //!
 //! `Authorization`, `Cookie`, `Set-Cookie` and `Proxy-Authorization` are never captured, even
-//! when asked for by name. Query parameters named `token`, `password`, `secret`, `api_key`, `sig`
-//! (and the cloud signatures the semantic conventions list: `AWSAccessKeyId`, `Signature`,
-//! `X-Goog-Signature`) keep their name and lose their value (`REDACTED`). More names can be added
-//! per layer or client.
+//! when asked for by name. Query parameters named in [`DEFAULT_REDACTED_QUERY_PARAMS`]
+//! (credentials, the OAuth 2.0 and OpenID Connect token and code parameters, API keys, session
+//! ids, and the cloud signatures the semantic conventions list) keep their name and lose their
+//! value (`REDACTED`) in `url.full` and `url.query`, and OTLP endpoints named in configuration
+//! warnings lose their query values and `user:password@` alike. Names match case-insensitively
+//! and after percent-decoding. More names can be added per layer or client.
 
 /// Headers that are never recorded.
 pub const ALWAYS_REDACTED_HEADERS: &[&str] = &[
@@ -19,7 +21,18 @@ pub const DEFAULT_REDACTED_QUERY_PARAMS: &[&str] = &[
     "token",
     "password",
     "secret",
+    // OAuth 2.0 (RFC 6749, RFC 6750) and OpenID Connect: tokens, the authorization code and
+    // the client's secret.
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "code",
+    "client_secret",
+    // API keys, as they are spelled in the wild.
+    "apikey",
     "api_key",
+    "api-key",
+    "session",
     "sig",
     "AWSAccessKeyId",
     "Signature",
@@ -136,6 +149,67 @@ mod tests {
             r.query("id=7&token=abc&Password=p%40ss&sig=&session=s1&api%5Fkey=k"),
             "id=7&token=REDACTED&Password=REDACTED&sig=&session=REDACTED&api%5Fkey=REDACTED"
         );
+    }
+
+    #[test]
+    fn oauth_api_key_and_session_parameters_are_redacted_by_default() {
+        let r = Redaction::default();
+        for name in [
+            "access_token",
+            "refresh_token",
+            "id_token",
+            "code",
+            "client_secret",
+            "apikey",
+            "api_key",
+            "api-key",
+            "API-Key",
+            "session",
+        ] {
+            assert_eq!(
+                r.url(&format!("https://idp.example/cb?state=s&{name}=v4lue")),
+                format!("https://idp.example/cb?state=s&{name}=REDACTED"),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            r.query("codec=h264&session_id=7"),
+            "codec=h264&session_id=7"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the query, no value of a redacted parameter survives and every other pair
+        /// is kept as it was.
+        #[test]
+        fn no_redacted_value_survives_any_query(
+            pairs in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "access_token", "Code", "api-key", "q", "page", "session", "x",
+                    ]),
+                    "[a-zA-Z0-9%._~-]{0,12}",
+                ),
+                0..8,
+            ),
+        ) {
+            let query = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            let redacted = Redaction::default().query(&query);
+            let out: Vec<&str> = redacted.split('&').collect();
+            proptest::prop_assert_eq!(out.len(), query.split('&').count());
+            for ((name, value), got) in pairs.iter().zip(&out) {
+                let sensitive = !["q", "page", "x"].contains(name);
+                if sensitive && !value.is_empty() {
+                    proptest::prop_assert_eq!(*got, format!("{name}={REDACTED}"));
+                } else {
+                    proptest::prop_assert_eq!(*got, format!("{name}={value}"));
+                }
+            }
+        }
     }
 
     #[test]

@@ -152,6 +152,24 @@ impl Builder {
         self
     }
 
+    /// The most attribute sets (series) each metric stream keeps, unless
+    /// `OTEL_RUST_METRICS_CARDINALITY_LIMIT` sets it (default 2000, from 1 to 65536). Beyond it,
+    /// measurements are added up in one series with `otel.metric.overflow="true"`, and the first
+    /// scrape that sees it logs one warning naming the metric.
+    ///
+    /// ```
+    /// let telemetry = platform_telemetry::builder()
+    ///     .metric_cardinality_limit(500)
+    ///     .env_vars([("OTEL_TRACES_EXPORTER", "none"), ("OTEL_LOGS_EXPORTER", "none")])
+    ///     .build()?;
+    /// # drop(telemetry);
+    /// # Ok::<(), platform_telemetry::Error>(())
+    /// ```
+    pub fn metric_cardinality_limit(mut self, series: usize) -> Self {
+        self.code.metric_cardinality_limit = Some(series);
+        self
+    }
+
     /// The bound on shutdown and on the flush after a panic (default 5 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -576,6 +594,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
                 &meters.provider.meter(INSTRUMENTATION_SCOPE),
                 &span_counters,
                 &log_counters,
+                &cfg.limits.counts,
             );
         }
         (Some(tracer_provider), logger_provider, meters)

@@ -10,6 +10,7 @@ use opentelemetry_sdk::trace::{
 use crate::Error;
 use crate::config::{BatchSettings, Resolved, SamplerConfig, Warnings};
 use crate::exporters::{ConsoleSpanExporter, ExportRuntime, span_exporter};
+use crate::limits::ValueLengthLimit;
 use crate::pipeline::{Counters, CountingExporter, GatedSpanProcessor};
 use crate::telemetry::CaptureSinks;
 
@@ -82,28 +83,38 @@ pub(crate) fn provider(
     capture: Option<&CaptureSinks>,
     warnings: &mut Warnings,
 ) -> Result<SdkTracerProvider, Error> {
+    // Set explicitly: the SDK would otherwise read OTEL_SPAN_* from the process environment,
+    // unbounded and past `Builder::env_vars`.
     let mut builder = SdkTracerProvider::builder()
         .with_sampler(sampler(cfg.sampler))
+        .with_span_limits(cfg.limits.span.sdk())
         .with_resource(resource);
+    let length = cfg.limits.span.attribute_value_length;
+    let limited = |inner| ValueLengthLimit {
+        inner,
+        limit: length,
+    };
     if cfg.traces_exporters.otlp {
         let mut otlp = cfg.traces_otlp.clone();
         // OTEL_BSP_EXPORT_TIMEOUT bounds each export, as does OTEL_EXPORTER_OTLP_TIMEOUT.
         otlp.timeout = otlp.timeout.min(cfg.bsp.export_timeout);
         let exporter = span_exporter(&otlp, rt, warnings)?;
-        builder = builder.with_span_processor(gated_batch(exporter, cfg.bsp, counters));
+        builder = builder.with_span_processor(limited(gated_batch(exporter, cfg.bsp, counters)));
     }
     if cfg.traces_exporters.console {
         // The console exporter has its own queue; its counts are not the OTLP pipeline's.
         let console_counters = counters.sibling(cfg.bsp.max_queue_size);
-        builder = builder.with_span_processor(gated_batch(
-            ConsoleSpanExporter,
-            cfg.bsp,
-            &console_counters,
-        ));
+        builder = builder.with_span_processor(ValueLengthLimit {
+            inner: gated_batch(ConsoleSpanExporter, cfg.bsp, &console_counters),
+            limit: length,
+        });
     }
     #[cfg(feature = "testing")]
     if let Some(sinks) = capture {
-        builder = builder.with_simple_exporter(sinks.spans.clone());
+        builder = builder.with_span_processor(ValueLengthLimit {
+            inner: opentelemetry_sdk::trace::SimpleSpanProcessor::new(sinks.spans.clone()),
+            limit: length,
+        });
     }
     #[cfg(not(feature = "testing"))]
     let _ = capture;

@@ -181,6 +181,7 @@ pub(crate) struct CodeDefaults {
     pub(crate) log_format: Option<LogFormat>,
     pub(crate) log_filter: Option<String>,
     pub(crate) stdout_is_terminal: bool,
+    pub(crate) metric_cardinality_limit: Option<usize>,
 }
 
 pub(crate) fn resolve(env: &Env, code: &CodeDefaults, warnings: &mut Warnings) -> Resolved {
@@ -266,7 +267,7 @@ pub(crate) fn resolve(env: &Env, code: &CodeDefaults, warnings: &mut Warnings) -
         metric_export_timeout,
         log_format,
         log_filter,
-        limits: crate::limits::resolve(env, warnings),
+        limits: crate::limits::resolve(env, code.metric_cardinality_limit, warnings),
     }
 }
 

@@ -47,7 +47,10 @@ fn check_url(v: &str) -> Result<(), &'static str> {
         .strip_prefix("http://")
         .or_else(|| v.strip_prefix("https://"))
         .ok_or("expected an http:// or https:// URL")?;
-    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     if authority.is_empty() || authority.starts_with(':') {
         return Err("the URL has no host");
     }
@@ -74,7 +77,17 @@ pub(super) fn parse_otlp(
     let http_path = format!("/v1/{}", signal.as_str());
     let with_path = |base: &str| match protocol {
         Protocol::Grpc => base.to_string(),
-        Protocol::HttpProtobuf => format!("{}{http_path}", base.trim_end_matches('/')),
+        Protocol::HttpProtobuf => {
+            // The signal's path goes before a query the base URL carries.
+            let (base, query) = base
+                .split_once('?')
+                .map_or((base, None), |(b, q)| (b, Some(q)));
+            let joined = format!("{}{http_path}", base.trim_end_matches('/'));
+            match query {
+                Some(q) => format!("{joined}?{q}"),
+                None => joined,
+            }
+        }
     };
     let default_endpoint = code
         .otlp_endpoint
@@ -115,7 +128,7 @@ pub(super) fn parse_otlp(
                     .filter(|g| check_url(g).is_ok())
                     .map(|g| with_path(&g))
                     .unwrap_or(default_endpoint);
-                w.push(&signal_var, &v, problem, fallback.clone());
+                w.push(&signal_var, &redacted(&v), problem, redacted(&fallback));
                 fallback
             }
         },
@@ -124,9 +137,9 @@ pub(super) fn parse_otlp(
             Err(problem) => {
                 w.push(
                     "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    &v,
+                    &redacted(&v),
                     problem,
-                    default_endpoint.clone(),
+                    redacted(&default_endpoint),
                 );
                 default_endpoint
             }
@@ -136,7 +149,12 @@ pub(super) fn parse_otlp(
     if let Some(e) = code.otlp_endpoint.as_deref()
         && let Err(problem) = check_url(e)
     {
-        w.push("Builder::otlp_endpoint", e, problem, endpoint.clone());
+        w.push(
+            "Builder::otlp_endpoint",
+            &redacted(e),
+            problem,
+            redacted(&endpoint),
+        );
     }
 
     if let Some(name) = insecure_name
@@ -147,7 +165,8 @@ pub(super) fn parse_otlp(
             name,
             "true",
             format!(
-                "applies only to a gRPC endpoint given without a scheme; {endpoint} asks for TLS"
+                "applies only to a gRPC endpoint given without a scheme; {} asks for TLS",
+                redacted(&endpoint)
             ),
             "TLS",
         );
@@ -212,7 +231,10 @@ pub(super) fn parse_otlp(
             w.push(
                 &f.variable,
                 &f.path.display().to_string(),
-                format!("{endpoint} does not use TLS, so the file is not read"),
+                format!(
+                    "{} does not use TLS, so the file is not read",
+                    redacted(&endpoint)
+                ),
                 "no TLS",
             );
         }
@@ -246,4 +268,9 @@ fn check_header(key: &str, value: &str) -> Result<(), &'static str> {
         );
     }
     Ok(())
+}
+
+/// An endpoint as a warning may show it: no `user:password@`, no credential in the query.
+fn redacted(endpoint: &str) -> String {
+    crate::redact::Redaction::default().url(endpoint)
 }

@@ -500,3 +500,44 @@ fn tls_files_are_per_signal_first_and_unused_ones_are_reported() {
         "{w:?}"
     );
 }
+
+#[test]
+fn endpoints_in_warnings_lose_their_credentials() {
+    let (r, w) = resolve_with(&[
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "https://ops:pa55w0rd@collector:port/v1/traces?api_key=k3y",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://ops:pa55w0rd@collector:4318?access_token=t0k3n",
+        ),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem"),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "http://ops:pa55w0rd@loki:3100/otlp/v1/logs",
+        ),
+    ]);
+    assert_eq!(
+        r.traces_otlp.endpoint, "https://ops:pa55w0rd@collector:4318/v1/traces?access_token=t0k3n",
+        "the exporter gets the general endpoint as configured, the signal's path before its query"
+    );
+    let text: Vec<String> = w.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                && t.contains("https://collector:port/v1/traces?api_key=REDACTED")
+                && t.contains("access_token=REDACTED")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("http://loki:3100/otlp/v1/logs does not use TLS")),
+        "{text:#?}"
+    );
+    for t in &text {
+        for secret in ["pa55w0rd", "k3y", "t0k3n"] {
+            assert!(!t.contains(secret), "{secret} in {t}");
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! whose subscriber is current, else the global one) as a child of the current context, and
 //! its attributes are built only when it records.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use opentelemetry::KeyValue;
@@ -32,8 +32,11 @@ pub const CLIENT_DURATION: &str = "http.client.request.duration";
 /// let body = client.get("http://orders:8081/orders/7").send().await?.text().await?;
 /// # Ok(()) }
 /// ```
+///
+/// A client built before [`init()`](crate::init) traces and measures the requests sent once
+/// telemetry is installed (see [`TracingMiddleware`]).
 pub fn client() -> reqwest_middleware::ClientWithMiddleware {
-    build_client(global())
+    build_client(None)
 }
 
 /// Like [`client`], for a non-global instance (several services in one process).
@@ -50,31 +53,49 @@ fn build_client(telemetry: Option<Telemetry>) -> reqwest_middleware::ClientWithM
 }
 
 /// The middleware behind [`client`]; add it to your own `reqwest_middleware::ClientBuilder`.
+///
+/// Built for the global instance (`None`) before [`init()`](crate::init), it looks the instance
+/// up again at each request until one is installed: requests sent before `init()` are
+/// neither traced nor measured, those sent after it are both.
 #[derive(Clone, Debug)]
 pub struct TracingMiddleware {
     telemetry: Option<Telemetry>,
-    duration: Histogram<f64>,
+    /// `http.client.request.duration`, made from the instance's meter once there is one.
+    duration: Arc<OnceLock<Histogram<f64>>>,
     redaction: Arc<Redaction>,
 }
 
+fn duration_histogram(telemetry: &Telemetry) -> Histogram<f64> {
+    telemetry
+        .meter(INSTRUMENTATION_SCOPE)
+        .f64_histogram(CLIENT_DURATION)
+        .with_unit("s")
+        .with_description("Duration of HTTP client requests")
+        .with_boundaries(DURATION_BUCKETS.to_vec())
+        .build()
+}
+
 impl TracingMiddleware {
-    /// For an instance (`None`: the global providers and propagator).
+    /// For an instance (`None`: the global one from [`init()`](crate::init), whenever it is
+    /// installed).
     pub fn new(telemetry: Option<Telemetry>) -> Self {
-        let meter = match &telemetry {
-            Some(t) => t.meter(INSTRUMENTATION_SCOPE),
-            None => opentelemetry::global::meter(INSTRUMENTATION_SCOPE),
-        };
-        let duration = meter
-            .f64_histogram(CLIENT_DURATION)
-            .with_unit("s")
-            .with_description("Duration of HTTP client requests")
-            .with_boundaries(DURATION_BUCKETS.to_vec())
-            .build();
         Self {
             telemetry,
-            duration,
+            duration: Arc::new(OnceLock::new()),
             redaction: Arc::new(Redaction::default()),
         }
+    }
+
+    /// The duration histogram, once there is an instance to record into.
+    fn duration(&self) -> Option<&Histogram<f64>> {
+        if let Some(histogram) = self.duration.get() {
+            return Some(histogram);
+        }
+        let telemetry = match &self.telemetry {
+            Some(t) => t.clone(),
+            None => global()?,
+        };
+        Some(self.duration.get_or_init(|| duration_histogram(&telemetry)))
     }
 
     /// Uses this redaction policy for `url.full`.
@@ -156,7 +177,9 @@ impl reqwest_middleware::Middleware for TracingMiddleware {
             }
         }
         span.end();
-        self.duration.record(elapsed, &attributes);
+        if let Some(duration) = self.duration() {
+            duration.record(elapsed, &attributes);
+        }
         result
     }
 }

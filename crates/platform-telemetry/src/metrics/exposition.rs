@@ -636,7 +636,7 @@ mod tests {
 
     /// Records with `record` on a fresh provider and collects once.
     fn collect(resource: &[KeyValue], record: impl FnOnce(&SdkMeterProvider)) -> ResourceMetrics {
-        let reader = crate::metrics::PrometheusReader::new();
+        let reader = crate::metrics::PrometheusReader::new(std::sync::Arc::default(), 2000);
         let resource = Resource::builder_empty()
             .with_attributes(resource.to_vec())
             .build();
