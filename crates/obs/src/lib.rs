@@ -7,5 +7,6 @@ pub mod cli;
 pub mod demo;
 pub mod grafana;
 pub mod run;
+pub mod redact;
 pub mod sidecar;
 pub mod verify;
