@@ -6,27 +6,23 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Exit codes, as `--help` documents them.
-pub mod exit {
-    /// Everything succeeded.
-    pub const OK: u8 = 0;
-    /// At least one object (or check) failed; the output says which and why.
-    pub const FAILED: u8 = 1;
-    /// Bad usage or configuration: a flag, an environment variable, or a provisioning file.
-    pub const USAGE: u8 = 2;
-    /// Grafana did not become healthy before the --wait deadline.
-    pub const NOT_READY: u8 = 3;
-    /// Grafana refused the credentials (401/403).
-    pub const AUTH: u8 = 4;
-}
+use crate::exit_code::{CommandKind, ExitCode};
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  everything provisioned (created, updated, unchanged or managed by file provisioning)
-  1  at least one datasource, folder or dashboard failed (each failure is explained)
-  2  usage or configuration error (flag, environment variable, YAML or JSON file)
-  3  Grafana was not healthy before --wait ran out
-  4  Grafana refused the credentials";
+/// The exit codes as numbers, for code that matches on them; [`ExitCode`] owns them.
+pub mod exit {
+    use crate::exit_code::ExitCode;
+
+    /// See [`ExitCode::Ok`].
+    pub const OK: u8 = ExitCode::Ok as u8;
+    /// See [`ExitCode::Failed`].
+    pub const FAILED: u8 = ExitCode::Failed as u8;
+    /// See [`ExitCode::Usage`].
+    pub const USAGE: u8 = ExitCode::Usage as u8;
+    /// See [`ExitCode::NotReady`].
+    pub const NOT_READY: u8 = ExitCode::NotReady as u8;
+    /// See [`ExitCode::Auth`].
+    pub const AUTH: u8 = ExitCode::Auth as u8;
+}
 
 /// obs: provisions Grafana from the repository's files, and proves telemetry arrives.
 #[derive(Debug, Parser)]
@@ -52,7 +48,7 @@ pub enum Command {
     /// expansion); dashboards from JSON files (subdirectories become folders). Objects already
     /// as the files say are left untouched; datasources held by Grafana's file provisioning are
     /// compared, never written. Secrets are passed through, never printed.
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = ExitCode::help(CommandKind::Provision))]
     Provision(ProvisionArgs),
     /// Prove that traces, logs and metrics reach Tempo, Jaeger, Loki and Prometheus, with
     /// propagation intact.
@@ -63,7 +59,7 @@ pub enum Command {
     /// --timeout runs out. Only the stores you name are checked. The probe honors the standard
     /// OTEL_EXPORTER_OTLP_* variables; --otlp-endpoint sets the general endpoint and per-signal
     /// variables still override it (so traces can go straight to Tempo and logs to Loki).
-    #[command(after_help = VERIFY_HELP)]
+    #[command(after_help = format!("{VERIFY_JSON}\n\n{}", ExitCode::help(CommandKind::Verify)))]
     Verify(VerifyArgs),
     /// Run as the stack's sidecar: provision Grafana, then verify on an interval.
     ///
@@ -71,8 +67,10 @@ pub enum Command {
     /// (obs_verify_success, obs_verify_visible_seconds, obs_verify_runs_total,
     /// obs_backend_up, obs_provision_last_success_timestamp_seconds) and /status (the last
     /// report as JSON). A failed verification never stops it; SIGTERM does, cleanly.
+    #[command(after_help = ExitCode::help(CommandKind::Sidecar))]
     Sidecar(Box<SidecarArgs>),
     /// Exit 0 when the sidecar answers ready (for container healthchecks; no curl needed).
+    #[command(after_help = ExitCode::help(CommandKind::Health))]
     Health(HealthArgs),
     /// The zero-dependency quick start: an embedded OTLP receiver, the example services
     /// (gateway → orders → worker) in this process, a few requests, and the verification on what
@@ -92,15 +90,16 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-const VERIFY_HELP: &str = "\
+const VERIFY_JSON: &str = "\
 JSON output (--format json): {\"trace_id\": str, \"run_id\": str, \"passed\": bool,
-  \"elapsed_seconds\": num, \"checks\": [{\"backend\": str, \"check\": str,
-  \"status\": \"pass\"|\"fail\"|\"skipped\", \"visible_after_seconds\": num|null, \"detail\": str}]}
-
-Exit codes:
-  0  every check passed
-  1  a check failed (the report says which, and why in plain words)
-  2  usage or configuration error";
+  \"verdict\": str, \"elapsed_seconds\": num, \"checks\": [{\"backend\": \"probe\"|\"tempo\"|
+  \"jaeger\"|\"loki\"|\"prometheus\"|\"grafana\"|\"collector\", \"check\": str,
+  \"status\": \"pass\"|\"fail\"|\"skipped\", \"reason\": null|\"unreachable\"|\"not_ready\"|
+  \"store_error\"|\"absent\"|\"incomplete\"|\"propagation_broken\"|\"clock_skew\"|\"link_broken\"|
+  \"dropped\"|\"not_requested\"|\"cannot_check\", \"visible_after_seconds\": num|null,
+  \"detail\": str}]}
+Stores not given appear as skipped checks (reason not_requested); credentials in URLs are never
+printed.";
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -137,12 +136,10 @@ pub struct VerifyArgs {
     #[arg(long, env = "OBS_TARGET_SERVICES", value_delimiter = ',')]
     pub target_services: Vec<String>,
     /// Grafana datasource files: follow their correlations as Grafana would ("" to skip).
-    #[arg(
-        long,
-        env = "OBS_DATASOURCES",
-        default_value = "grafana/provisioning/datasources"
-    )]
-    pub datasources: PathBuf,
+    /// [default: grafana/provisioning/datasources when that directory exists; otherwise the
+    /// link checks are reported as skipped, with the reason]
+    #[arg(long, env = "OBS_DATASOURCES")]
+    pub datasources: Option<String>,
     /// Total time for the whole verification.
     #[arg(long, env = "OBS_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -253,6 +250,18 @@ pub struct HealthArgs {
     /// Where the sidecar serves (its /readyz is checked).
     #[arg(long, env = "OBS_LISTEN", default_value = "0.0.0.0:9464")]
     pub listen: std::net::SocketAddr,
+}
+
+impl VerifyArgs {
+    /// The datasource directory the sidecar provisions from: `--datasources`, else the
+    /// default.
+    pub fn datasources_dir(&self) -> PathBuf {
+        PathBuf::from(
+            self.datasources
+                .as_deref()
+                .unwrap_or(crate::verify::settings::DEFAULT_DATASOURCES),
+        )
+    }
 }
 
 /// Parses `60s`, `500ms`, `2m`, or a bare number of seconds.

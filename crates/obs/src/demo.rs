@@ -148,7 +148,9 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
     println!("Services: gateway {gateway_url} → orders → (in-process channel) → worker\n");
 
     let started = SystemTime::now();
-    let client = crate::backends::http_client(Duration::from_secs(10))?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let mut trace_ids = Vec::new();
     for id in 1..=requests.max(1) {
         let response = client
@@ -243,6 +245,7 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
                 .map(|(s, n)| (s.to_string(), n.to_string()))
                 .collect(),
             export_problems: Vec::new(),
+            export_endpoints: receiver.http_endpoint(),
             target_status: None,
             metrics_server: None,
         };
@@ -265,7 +268,7 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
                 Status::Fail,
                 format!("{detail}; but only {logs} log records carry the trace id"),
             ),
-            Err(why) => (Status::Fail, why),
+            Err(why) => (Status::Fail, why.detail),
         };
         all_passed &= status == Status::Pass;
         println!(

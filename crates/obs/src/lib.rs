@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod cli;
 pub mod demo;
+pub mod exit_code;
 pub mod grafana;
 pub mod redact;
 pub mod run;

@@ -168,63 +168,13 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
     }
 }
 
-/// Checks the verification flags and turns them into settings.
-fn verify_settings(args: VerifyArgs) -> anyhow::Result<(crate::verify::Settings, Format)> {
-    let urls = [
-        ("--otlp-endpoint (OBS_OTLP_ENDPOINT)", &args.otlp_endpoint),
-        ("--tempo (OBS_TEMPO)", &args.tempo),
-        ("--jaeger (OBS_JAEGER)", &args.jaeger),
-        ("--loki (OBS_LOKI)", &args.loki),
-        ("--prometheus (OBS_PROMETHEUS)", &args.prometheus),
-        ("--target (OBS_TARGET)", &args.target),
-        (
-            "--collector-metrics (OBS_COLLECTOR_METRICS)",
-            &args.collector_metrics,
-        ),
-    ];
-    for (flag, url) in urls {
-        if let Some(url) = url {
-            let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                && reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some());
-            anyhow::ensure!(
-                ok,
-                "{flag} {url:?} is not an http(s) URL; write it like http://tempo:3200"
-            );
-        }
-    }
-    let datasources = (!args.datasources.as_os_str().is_empty() && args.datasources.is_dir())
-        .then(|| args.datasources.clone());
-    Ok((
-        crate::verify::Settings {
-            targets: crate::verify::Targets {
-                tempo: args.tempo,
-                jaeger: args.jaeger,
-                loki: args.loki,
-                prometheus: args.prometheus,
-            },
-            probe: crate::verify::probe::ProbeSettings {
-                otlp_endpoint: args.otlp_endpoint,
-                target: args.target,
-                metrics_listen: args.probe_metrics_listen,
-            },
-            target_services: args.target_services,
-            datasources,
-            timeout: args.timeout,
-            http_timeout: args.http_timeout,
-            max_clock_skew: args.max_clock_skew,
-            collector_metrics: args.collector_metrics,
-        },
-        args.format,
-    ))
-}
-
 async fn verify_command(args: VerifyArgs) -> u8 {
     // The CLI has no telemetry of its own: listen for the exporter's partial-success warnings.
     let _ = crate::verify::exporter_warnings::install();
-    let (settings, format) = match verify_settings(args) {
+    let (settings, format) = match crate::verify::Settings::from_args(&args) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("obs verify: {e:#}");
+            eprintln!("obs verify: {e}");
             return exit::USAGE;
         }
     };
@@ -247,7 +197,7 @@ async fn verify_command(args: VerifyArgs) -> u8 {
             }
         }
         Err(e) => {
-            eprintln!("obs verify: {e:#}");
+            eprintln!("obs verify: {}", crate::redact::error(&e));
             exit::FAILED
         }
     }
@@ -273,7 +223,7 @@ async fn sidecar_command(args: SidecarArgs) -> u8 {
             check_url(&args.grafana.grafana_url)?;
             let auth = auth(&args.grafana)?;
             let lookup = |name: &str| std::env::var(name).ok();
-            let datasources = files::load_datasources(&args.verify.datasources, &lookup)?;
+            let datasources = files::load_datasources(&args.verify.datasources_dir(), &lookup)?;
             files::check_correlations(&datasources)?;
             let dashboards = files::load_dashboards(&args.dashboards, &datasources)?;
             let client = GrafanaClient::new(
@@ -289,9 +239,13 @@ async fn sidecar_command(args: SidecarArgs) -> u8 {
                 },
             ))
         };
-        let (verify, _) = verify_settings(args.verify.clone())?;
+        // Without a store the sidecar provisions and serves, and says it does not verify.
+        let verify = match crate::verify::Settings::from_args(&args.verify) {
+            Ok((verify, _)) => Some(verify),
+            Err(crate::verify::UsageError::NoStore) => None,
+            Err(e) => return Err(e.into()),
+        };
         Ok(crate::sidecar::SidecarConfig {
-            listen: args.listen,
             provision,
             grafana_wait: args.wait,
             verify,
@@ -301,17 +255,28 @@ async fn sidecar_command(args: SidecarArgs) -> u8 {
     let config = match prepared {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "obs sidecar: bad configuration");
-            eprintln!("obs sidecar: {e:#}");
+            let e = crate::redact::error(&e);
+            tracing::error!(error = %e, "obs sidecar: bad configuration");
+            eprintln!("obs sidecar: {e}");
             return exit::USAGE;
         }
     };
-    let result = crate::sidecar::run(config, telemetry.telemetry().clone()).await;
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "obs sidecar: --listen (OBS_LISTEN) {}: cannot listen there ({e}); give a local address and a free port, e.g. 0.0.0.0:9464",
+                args.listen
+            );
+            return exit::USAGE;
+        }
+    };
+    let result = crate::sidecar::run(listener, config, telemetry.telemetry().clone()).await;
     drop(telemetry);
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("obs sidecar: {e:#}");
+            eprintln!("obs sidecar: {}", crate::redact::error(&e));
             exit::FAILED
         }
     }

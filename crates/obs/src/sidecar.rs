@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use opentelemetry::KeyValue;
@@ -15,7 +14,7 @@ use tokio::sync::RwLock;
 
 use crate::grafana::client::GrafanaClient;
 use crate::grafana::provision::{self, Desired, Options};
-use crate::verify::{self, Report, Settings, Status};
+use crate::verify::{self, Reason, Report, Settings, Status};
 
 /// Shared state behind the endpoints.
 #[derive(Debug, Default)]
@@ -27,14 +26,12 @@ pub struct State {
 /// What the sidecar needs.
 #[derive(Debug)]
 pub struct SidecarConfig {
-    /// Where to serve.
-    pub listen: SocketAddr,
     /// Grafana and the files; `None` skips provisioning.
     pub provision: Option<(GrafanaClient, Desired)>,
     /// How long to wait for Grafana on each provisioning attempt.
     pub grafana_wait: Duration,
-    /// The verification, run on an interval.
-    pub verify: Settings,
+    /// The verification, run on an interval; `None` (no store given) provisions only.
+    pub verify: Option<Settings>,
     /// The interval between verifications (jittered by ±10 %).
     pub interval: Duration,
 }
@@ -82,15 +79,17 @@ pub fn router(state: Arc<State>, telemetry: &platform_telemetry::Telemetry) -> a
 }
 
 /// Runs until SIGINT/SIGTERM. The global telemetry must be installed (obs observes itself).
+///
+/// `listener` is bound by the caller, so an address that cannot be bound is a usage error
+/// before anything starts.
 pub async fn run(
+    listener: tokio::net::TcpListener,
     config: SidecarConfig,
     telemetry: platform_telemetry::Telemetry,
 ) -> anyhow::Result<()> {
     let state = Arc::new(State::default());
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen / OBS_LISTEN)", config.listen))?;
-    tracing::info!(listen = %config.listen, "obs sidecar serving /healthz /readyz /metrics /status");
+    let listen = listener.local_addr()?;
+    tracing::info!(listen = %listen, "obs sidecar serving /healthz /readyz /metrics /status");
     let app = router(state.clone(), &telemetry);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -156,7 +155,9 @@ async fn work(
                 Ok(report) => {
                     tracing::error!(report = %report, "Grafana provisioning incomplete; retrying")
                 }
-                Err(e) => tracing::error!(error = %e, "Grafana provisioning failed; retrying"),
+                Err(e) => {
+                    tracing::error!(error = %crate::redact::text(&e.to_string()), "Grafana provisioning failed; retrying")
+                }
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(60));
@@ -164,9 +165,17 @@ async fn work(
     }
     state.ready.store(true, Ordering::SeqCst);
 
+    let Some(settings) = &config.verify else {
+        tracing::warn!(
+            "no store given (--tempo, --jaeger, --loki, --prometheus): the sidecar provisioned \
+             Grafana and does not verify; /status stays empty"
+        );
+        std::future::pending::<()>().await;
+        return Ok(());
+    };
     loop {
         probe_gauge.record(now_seconds(), &[]);
-        match verify::verify(&config.verify).await {
+        match verify::verify(settings).await {
             Ok(report) => {
                 runs.add(
                     1,
@@ -175,26 +184,30 @@ async fn work(
                         if report.passed { "pass" } else { "fail" },
                     )],
                 );
-                let mut backends: std::collections::BTreeMap<String, (bool, bool)> =
+                let mut backends: std::collections::BTreeMap<&str, (bool, bool)> =
                     Default::default();
-                for check in &report.checks {
+                // Stores that were not given are not backends of this sidecar.
+                for check in report
+                    .checks
+                    .iter()
+                    .filter(|c| c.reason != Some(Reason::NotRequested))
+                {
                     let entry = backends
-                        .entry(check.backend.clone())
+                        .entry(check.backend.as_str())
                         .or_insert((true, true));
                     if check.status == Status::Fail {
                         entry.0 = false;
-                        if check.detail.contains("unreachable")
-                            || check.detail.contains("not ready")
-                        {
+                        if matches!(check.reason, Some(Reason::Unreachable | Reason::NotReady)) {
                             entry.1 = false;
                         }
                     }
                     if let Some(seconds) = check.visible_after_seconds {
-                        visible.record(seconds, &[KeyValue::new("backend", check.backend.clone())]);
+                        visible
+                            .record(seconds, &[KeyValue::new("backend", check.backend.as_str())]);
                     }
                 }
                 for (backend, (ok, up)) in backends {
-                    success.record(u64::from(ok), &[KeyValue::new("backend", backend.clone())]);
+                    success.record(u64::from(ok), &[KeyValue::new("backend", backend)]);
                     backend_up.record(u64::from(up), &[KeyValue::new("backend", backend)]);
                 }
                 if report.passed {
@@ -206,7 +219,7 @@ async fn work(
             }
             Err(e) => {
                 runs.add(1, &[KeyValue::new("result", "error")]);
-                tracing::error!(error = %format!("{e:#}"), "verification could not run");
+                tracing::error!(error = %crate::redact::error(&e), "verification could not run");
             }
         }
         let jitter = 0.9 + rand::random::<f64>() * 0.2;
@@ -236,12 +249,11 @@ pub async fn health(listen: SocketAddr) -> bool {
     } else {
         listen
     };
-    let Ok(client) = crate::backends::http_client(Duration::from_secs(3)) else {
+    let Ok(http) = crate::backends::Http::new(Duration::from_secs(3)) else {
         return false;
     };
-    client
-        .get(format!("http://{host}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
+    let Ok(url) = url::Url::parse(&format!("http://{host}/readyz")) else {
+        return false;
+    };
+    matches!(http.get(url, &[]).await, Ok((200..=299, _)))
 }

@@ -1,12 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The compose file configures obs only through variables the binary really reads.
 
-use std::path::Path;
+mod support;
+
 use std::process::Command;
 
 #[test]
 fn every_obs_variable_in_compose_is_a_flag_of_the_command_compose_runs() {
-    let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker-compose.yml");
+    let compose = support::repo().join("docker-compose.yml");
     let yaml: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(compose).unwrap()).unwrap();
     let obs = &yaml["services"]["obs"];

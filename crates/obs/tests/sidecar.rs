@@ -2,7 +2,8 @@
 //! `obs sidecar`, run as the binary: ready only after Grafana is provisioned, verification
 //! results on `/metrics` after passing and failing rounds, and a clean SIGTERM.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,7 @@ use api_doubles::grafana::{GrafanaConfig, GrafanaDouble, Role};
 use api_doubles::loki::LokiDouble;
 use api_doubles::tempo::TempoDouble;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use support::repo;
 
 struct Sidecar {
     child: Child,
@@ -217,4 +216,37 @@ fn metrics_show_a_passing_round_then_a_failing_one_and_sigterm_stops_it_cleanly(
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_listen_address_that_cannot_be_bound_is_a_usage_error_naming_the_flag() {
+    // 192.0.2.1 (TEST-NET-1) is never a local address.
+    let run = support::obs(
+        &["sidecar", "--no-provision"],
+        &[
+            ("OBS_LISTEN", "192.0.2.1:9464"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ],
+        None,
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("--listen") && run.stderr.contains("OBS_LISTEN"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn every_command_documents_its_exit_codes() {
+    for command in ["provision", "verify", "sidecar", "health"] {
+        let help = support::obs(&[command, "--help"], &[], None);
+        assert_eq!(help.code, Some(0), "{help:?}");
+        for code in ["  0  ", "  1  ", "  2  "] {
+            assert!(
+                help.stdout.contains("Exit codes:") && help.stdout.contains(code),
+                "{command} --help documents exit code{code}: {help:?}"
+            );
+        }
+    }
 }

@@ -3,9 +3,11 @@
 //! real OTLP through a collector double) and a real Prometheus (Debian package) scraping the
 //! probe's metrics.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api_doubles::collector::CollectorDouble;
 use api_doubles::jaeger::JaegerDouble;
@@ -13,9 +15,7 @@ use api_doubles::loki::LokiDouble;
 use api_doubles::tempo::TempoDouble;
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use support::{Run, repo};
 
 struct Stores {
     tempo: TempoDouble,
@@ -79,24 +79,12 @@ fn prometheus(target_port: u16) -> Prometheus {
     }
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
+trait ReportOf {
+    fn report(&self) -> Value;
+    fn check(&self, backend: &str, check: &str) -> Value;
 }
 
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} after {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.elapsed, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
+impl ReportOf for Run {
     fn report(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
     }
@@ -114,26 +102,18 @@ impl Run {
 }
 
 fn obs_verify(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_obs"))
-        .arg("verify")
-        .args(args)
-        .arg("--format=json")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "OBS_DATASOURCES",
-            repo().join("grafana/provisioning/datasources"),
-        )
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
+    let datasources = repo().join("grafana/provisioning/datasources");
+    let mut all_env = vec![("OBS_DATASOURCES", datasources.to_str().unwrap())];
+    all_env.extend_from_slice(env);
+    obs_verify_in(args, &all_env, None)
+}
+
+/// `obs verify --format=json` with only `env` (no OBS_DATASOURCES unless given), in `cwd`.
+fn obs_verify_in(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Run {
+    let mut all = vec!["verify"];
+    all.extend_from_slice(args);
+    all.push("--format=json");
+    support::obs(&all, env, cwd)
 }
 
 fn assert_schema(report: &Value) {
@@ -144,6 +124,7 @@ fn assert_schema(report: &Value) {
     );
     assert!(report["run_id"].is_string());
     assert!(report["passed"].is_boolean());
+    assert!(report["verdict"].is_string());
     assert!(report["elapsed_seconds"].is_number());
     for check in report["checks"].as_array().unwrap() {
         let keys: Vec<&str> = check
@@ -158,12 +139,18 @@ fn assert_schema(report: &Value) {
                 "backend",
                 "check",
                 "detail",
+                "reason",
                 "status",
                 "visible_after_seconds"
             ],
             "{check}"
         );
         assert!(["pass", "fail", "skipped"].contains(&check["status"].as_str().unwrap()));
+        assert_eq!(
+            check["reason"].is_null(),
+            check["status"] == "pass",
+            "a reason exactly when it did not pass: {check}"
+        );
         assert!(
             check["visible_after_seconds"].is_null() || check["visible_after_seconds"].is_number()
         );
@@ -199,6 +186,10 @@ fn every_store_has_the_probe_trace_logs_metric_and_links() {
     let report = run.report();
     assert_schema(&report);
     assert_eq!(report["passed"], true);
+    assert_eq!(
+        report["verdict"], "Telemetry reaches tempo, jaeger, loki, prometheus: every check passed",
+        "{run:?}"
+    );
     for (backend, check) in [
         ("probe", "OTLP export"),
         ("tempo", "trace by id"),
@@ -250,11 +241,21 @@ fn a_store_that_is_down_is_unreachable_and_the_others_still_pass() {
         tempo["detail"].as_str().unwrap().contains("unreachable"),
         "{run:?}"
     );
+    assert_eq!(tempo["reason"], "unreachable", "{run:?}");
     assert_eq!(
         run.check("loki", "logs of obs-probe")["status"],
         "pass",
         "{run:?}"
     );
+    for (backend, flag) in [("jaeger", "--jaeger"), ("prometheus", "--prometheus")] {
+        let not_given = run.check(backend, "not checked");
+        assert_eq!(not_given["status"], "skipped", "{run:?}");
+        assert_eq!(not_given["reason"], "not_requested", "{run:?}");
+        assert!(
+            not_given["detail"].as_str().unwrap().contains(flag),
+            "{run:?}"
+        );
+    }
     assert!(
         run.elapsed < Duration::from_secs(20),
         "bounded by --timeout: {run:?}"
@@ -455,4 +456,222 @@ fn a_backend_that_rejects_part_of_the_probe_is_reported_as_refusing_data() {
         detail.contains("partial success") && detail.contains("too old"),
         "{detail}"
     );
+}
+
+#[test]
+fn with_no_store_there_is_nothing_to_verify_and_it_is_a_usage_error() {
+    let run = obs_verify(&["--otlp-endpoint", "http://127.0.0.1:9"], &[]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    for flag in [
+        "nothing to verify",
+        "--tempo",
+        "--jaeger",
+        "--loki",
+        "--prometheus",
+    ] {
+        assert!(run.stderr.contains(flag), "{flag}: {run:?}");
+    }
+}
+
+#[test]
+fn an_export_failure_names_the_endpoint_and_the_flag_to_change() {
+    let s = stores();
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            "http://127.0.0.1:9",
+            "--tempo",
+            s.tempo.url(),
+            "--timeout",
+            "3s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let export = run.check("probe", "OTLP export");
+    assert_eq!(export["status"], "fail", "{run:?}");
+    assert_eq!(export["reason"], "dropped", "{run:?}");
+    let detail = export["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("http://127.0.0.1:9") && detail.contains("--otlp-endpoint"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn credentials_in_store_urls_are_used_but_never_printed() {
+    let s = stores();
+    let with_credentials = |url: &str| {
+        let rest = url.strip_prefix("http://").unwrap();
+        format!("http://probe:s3cr3t-pw@{rest}/?api_key=s3cr3t-key")
+    };
+    let tempo = with_credentials(s.tempo.url());
+    let loki_down = "http://probe:s3cr3t-pw@127.0.0.1:9/?token=s3cr3t-key".to_string();
+    for format in ["--format=json", "--format=text"] {
+        let run = support::obs(
+            &[
+                "verify",
+                "--otlp-endpoint",
+                &s.collector.http_endpoint(),
+                "--tempo",
+                &tempo,
+                "--loki",
+                &loki_down,
+                "--timeout",
+                "4s",
+                format,
+            ],
+            &[("OBS_DATASOURCES", "")],
+            None,
+        );
+        assert_eq!(run.code, Some(1), "loki is down: {run:?}");
+        assert!(
+            !run.output().contains("s3cr3t"),
+            "a credential was printed: {run:?}"
+        );
+        assert!(
+            run.output().contains("api_key=REDACTED") || run.output().contains("token=REDACTED"),
+            "the redaction shows: {run:?}"
+        );
+        if format == "--format=json" {
+            assert_eq!(
+                run.check("tempo", "trace by id")["status"],
+                "pass",
+                "the URL with userinfo and a query still reaches Tempo: {run:?}"
+            );
+        }
+    }
+}
+
+/// A gateway that serves `upstream` below `/tempo` (as an ingress with a path prefix does).
+fn path_prefix_gateway(upstream: String) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/tempo/", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let client = reqwest::Client::new();
+            let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+                let client = client.clone();
+                let upstream = upstream.clone();
+                async move {
+                    let Some(path) = uri.path().strip_prefix("/tempo") else {
+                        return (axum::http::StatusCode::NOT_FOUND, String::new());
+                    };
+                    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+                    match client.get(format!("{upstream}{path}{query}")).send().await {
+                        Ok(r) => (
+                            axum::http::StatusCode::from_u16(r.status().as_u16()).unwrap(),
+                            r.text().await.unwrap_or_default(),
+                        ),
+                        Err(_) => (axum::http::StatusCode::BAD_GATEWAY, String::new()),
+                    }
+                }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (url, handle)
+}
+
+#[test]
+fn a_store_below_a_path_prefix_is_asked_below_it() {
+    let s = stores();
+    let (prefixed, _gateway) = path_prefix_gateway(s.tempo.url().trim_end_matches('/').to_string());
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &s.collector.http_endpoint(),
+            "--tempo",
+            &prefixed,
+            "--timeout",
+            "20s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        run.check("tempo", "trace by id")["status"],
+        "pass",
+        "{run:?}"
+    );
+    assert_eq!(
+        run.check("tempo", "TraceQL search")["status"],
+        "pass",
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_fragment_in_a_store_url_is_refused_clearly() {
+    let run = obs_verify(&["--tempo", "http://tempo:3200/#traces"], &[]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("--tempo") && run.stderr.contains("fragment"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn link_checks_that_cannot_run_are_reported_as_skipped_with_the_reason() {
+    let s = stores();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let run = obs_verify_in(
+        &[
+            "--otlp-endpoint",
+            &s.collector.http_endpoint(),
+            "--loki",
+            s.loki.url(),
+            "--timeout",
+            "20s",
+        ],
+        &[],
+        Some(elsewhere.path()),
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let link = run.check("grafana", "Tempo traces → Loki logs link");
+    assert_eq!(link["status"], "skipped", "{run:?}");
+    assert_eq!(link["reason"], "cannot_check", "{run:?}");
+    let detail = link["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("grafana/provisioning/datasources")
+            && detail.contains(&elsewhere.path().display().to_string()),
+        "names the path and where it looked: {detail}"
+    );
+    assert!(
+        run.report()["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("not run"),
+        "the verdict does not claim the links: {run:?}"
+    );
+
+    let missing = obs_verify(
+        &["--loki", s.loki.url(), "--datasources", "/nonexistent"],
+        &[],
+    );
+    assert_eq!(
+        missing.code,
+        Some(2),
+        "a named directory that is missing: {missing:?}"
+    );
+    assert!(missing.stderr.contains("--datasources"), "{missing:?}");
+}
+
+#[test]
+fn a_probe_metrics_address_that_cannot_be_bound_is_a_usage_error() {
+    // 192.0.2.1 (TEST-NET-1) is never a local address.
+    let run = obs_verify(
+        &[
+            "--tempo",
+            "http://127.0.0.1:9",
+            "--probe-metrics-listen",
+            "192.0.2.1:9465",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("--probe-metrics-listen"), "{run:?}");
 }

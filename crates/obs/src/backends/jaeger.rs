@@ -5,16 +5,27 @@
 use serde_json::Value;
 
 use super::{
-    Lookup, Readiness, Span, Trace, normalize_id, readiness, spans_from_otlp_json, transport_error,
+    Backend, Http, Lookup, Readiness, Span, StoreError, StoreUrl, Trace, TraceStore, Window,
+    normalize_id, spans_from_otlp_json, status_error,
 };
+use crate::redact;
 
-/// Readiness: the query service's `/api/v3/services` answers once it is up.
-pub async fn ready(client: &reqwest::Client, base: &str) -> Readiness {
-    readiness(
-        client,
-        &format!("{}/api/v3/services", base.trim_end_matches('/')),
-    )
-    .await
+/// A Jaeger query service.
+#[derive(Clone, Debug)]
+pub struct Jaeger {
+    base: StoreUrl,
+}
+
+impl Jaeger {
+    /// Jaeger's query service at `base` (`http://jaeger:16686`, or below a path prefix).
+    pub fn new(base: StoreUrl) -> Self {
+        Self { base }
+    }
+
+    /// Where it is (redacted).
+    pub fn base(&self) -> &StoreUrl {
+        &self.base
+    }
 }
 
 /// Every JSON value in `text`, which may hold several objects back to back.
@@ -25,46 +36,79 @@ fn json_values(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The trace by id.
-pub async fn trace(client: &reqwest::Client, base: &str, trace_id: &str) -> Lookup {
-    let base = base.trim_end_matches('/');
-    let v3 = format!("{base}/api/v3/traces/{trace_id}");
-    match client.get(&v3).send().await {
-        Ok(r) if r.status().is_success() => {
-            let text = r.text().await.unwrap_or_default();
-            let spans: Vec<Span> = json_values(&text)
-                .iter()
-                .flat_map(|v| {
-                    let rs = v.get("result").unwrap_or(v);
-                    spans_from_otlp_json(&rs["resourceSpans"])
-                })
-                .collect();
-            if spans.is_empty() {
-                Lookup::Absent(format!("{v3} answered without spans"))
-            } else {
-                Lookup::Found(Trace { spans })
+impl TraceStore for Jaeger {
+    fn backend(&self) -> Backend {
+        Backend::Jaeger
+    }
+
+    /// The query service's `/api/v3/services` answers once it is up.
+    async fn ready(&self, http: &Http) -> Readiness {
+        http.readiness(self.base.join(&["api", "v3", "services"]))
+            .await
+    }
+
+    async fn trace(&self, http: &Http, trace_id: &str) -> Lookup {
+        let v3 = self.base.join(&["api", "v3", "traces", trace_id]);
+        let v3_shown = redact::url(v3.as_str());
+        match http.get(v3, &[]).await {
+            Ok((200..=299, text)) => {
+                let spans: Vec<Span> = json_values(&text)
+                    .iter()
+                    .flat_map(|v| {
+                        let rs = v.get("result").unwrap_or(v);
+                        spans_from_otlp_json(&rs["resourceSpans"])
+                    })
+                    .collect();
+                if spans.is_empty() {
+                    Lookup::Absent(format!("{v3_shown} answered without spans"))
+                } else {
+                    Lookup::Found(Trace { spans })
+                }
             }
-        }
-        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-            let legacy = format!("{base}/api/traces/{trace_id}");
-            match client.get(&legacy).send().await {
-                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                    Ok(body) => {
-                        let spans = legacy_spans(&body);
-                        if spans.is_empty() {
-                            Lookup::Absent(format!("{v3} and {legacy}: trace not found"))
-                        } else {
-                            Lookup::Found(Trace { spans })
+            Ok((404, _)) => {
+                let legacy = self.base.join(&["api", "traces", trace_id]);
+                let legacy_shown = redact::url(legacy.as_str());
+                match http.get(legacy, &[]).await {
+                    Ok((200..=299, body)) => match serde_json::from_str::<Value>(&body) {
+                        Ok(body) => {
+                            let spans = legacy_spans(&body);
+                            if spans.is_empty() {
+                                Lookup::Absent(format!(
+                                    "{v3_shown} and {legacy_shown}: trace not found"
+                                ))
+                            } else {
+                                Lookup::Found(Trace { spans })
+                            }
                         }
+                        Err(e) => Lookup::Failed(StoreError::Unreadable {
+                            url: legacy_shown,
+                            why: e.to_string(),
+                        }),
+                    },
+                    Ok(_) => {
+                        Lookup::Absent(format!("{v3_shown} and {legacy_shown}: trace not found"))
                     }
-                    Err(e) => Lookup::Failed(format!("{legacy}: unreadable answer: {e}")),
-                },
-                Ok(_) => Lookup::Absent(format!("{v3} and {legacy}: trace not found")),
-                Err(e) => Lookup::Failed(format!("{legacy}: {}", transport_error(&e))),
+                    Err(e) => Lookup::Failed(e),
+                }
             }
+            Ok((status, body)) => Lookup::Failed(status_error(v3_shown, status, &body)),
+            Err(e) => Lookup::Failed(e),
         }
-        Ok(r) => Lookup::Failed(format!("{v3} answered {}", r.status())),
-        Err(e) => Lookup::Failed(format!("{v3}: {}", transport_error(&e))),
+    }
+
+    /// Jaeger's search is by service and tags, not checked by `obs verify`.
+    fn search_query(&self, _run_id: &str) -> Option<String> {
+        None
+    }
+
+    async fn search(
+        &self,
+        _http: &Http,
+        _query: &str,
+        _trace_id: &str,
+        _window: Window,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
     }
 }
 
@@ -103,7 +147,7 @@ fn legacy_spans(body: &Value) -> Vec<Span> {
                     .unwrap_or_default()
                     .to_string(),
                 start_ns: u128::from(start_us) * 1000,
-                end_ns: u128::from(start_us + duration_us) * 1000,
+                end_ns: u128::from(start_us.saturating_add(duration_us)) * 1000,
             });
         }
     }

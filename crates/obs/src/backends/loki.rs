@@ -4,12 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Readiness, readiness, transport_error};
-
-/// Loki's readiness (`/ready`: 503 "Ingester not ready" for ~15 s after start).
-pub async fn ready(client: &reqwest::Client, base: &str) -> Readiness {
-    readiness(client, &format!("{}/ready", base.trim_end_matches('/'))).await
-}
+use super::{Http, Readiness, StoreError, StoreUrl};
 
 /// One log line Loki returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,46 +15,59 @@ pub struct Line {
     pub line: String,
 }
 
-/// Runs a LogQL log query over `[start_ns, end_ns]`.
-pub async fn query_range(
-    client: &reqwest::Client,
-    base: &str,
-    logql: &str,
-    start_ns: u128,
-    end_ns: u128,
-) -> Result<Vec<Line>, String> {
-    let url = format!("{}/loki/api/v1/query_range", base.trim_end_matches('/'));
-    let response = client
-        .get(&url)
-        .query(&[
-            ("query", logql.to_string()),
-            ("start", start_ns.to_string()),
-            ("end", end_ns.to_string()),
-            ("limit", "100".to_string()),
-            ("direction", "forward".to_string()),
-        ])
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {}", transport_error(&e)))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!(
-            "{url} answered {status} to {logql}: {}",
-            text.trim()
-        ));
+/// A Loki read path.
+#[derive(Clone, Debug)]
+pub struct Loki {
+    base: StoreUrl,
+}
+
+impl Loki {
+    /// Loki at `base` (`http://loki:3100`, or below a path prefix).
+    pub fn new(base: StoreUrl) -> Self {
+        Self { base }
     }
-    let body: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer: {e}"))?;
-    let mut lines = Vec::new();
-    for stream in body["data"]["result"].as_array().into_iter().flatten() {
-        let fields = stream["stream"].as_object().cloned().unwrap_or_default();
-        for value in stream["values"].as_array().into_iter().flatten() {
-            lines.push(Line {
-                fields: fields.clone(),
-                line: value[1].as_str().unwrap_or_default().to_string(),
-            });
+
+    /// Where it is (redacted).
+    pub fn base(&self) -> &StoreUrl {
+        &self.base
+    }
+
+    /// `/ready`: 503 "Ingester not ready" for ~15 s after start.
+    pub async fn ready(&self, http: &Http) -> Readiness {
+        http.readiness(self.base.join(&["ready"])).await
+    }
+
+    /// Runs a LogQL log query over `[start_ns, end_ns]`.
+    pub async fn query_range(
+        &self,
+        http: &Http,
+        logql: &str,
+        start_ns: u128,
+        end_ns: u128,
+    ) -> Result<Vec<Line>, StoreError> {
+        let (start, end) = (start_ns.to_string(), end_ns.to_string());
+        let body = http
+            .get_json(
+                self.base.join(&["loki", "api", "v1", "query_range"]),
+                &[
+                    ("query", logql),
+                    ("start", &start),
+                    ("end", &end),
+                    ("limit", "100"),
+                    ("direction", "forward"),
+                ],
+            )
+            .await?;
+        let mut lines = Vec::new();
+        for stream in body["data"]["result"].as_array().into_iter().flatten() {
+            let fields = stream["stream"].as_object().cloned().unwrap_or_default();
+            for value in stream["values"].as_array().into_iter().flatten() {
+                lines.push(Line {
+                    fields: fields.clone(),
+                    line: value[1].as_str().unwrap_or_default().to_string(),
+                });
+            }
         }
+        Ok(lines)
     }
-    Ok(lines)
 }

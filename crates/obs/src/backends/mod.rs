@@ -1,16 +1,221 @@
-//! One client per store `obs verify` reads: Tempo, Jaeger, Loki and Prometheus. Each answers in
-//! its own dialect; this module turns traces into one shape ([`Trace`]) so the checks are written
-//! once.
+//! One client per store `obs verify` reads: Tempo, Jaeger, Loki and Prometheus, plus the
+//! collector's own metrics. Each answers in its own dialect; this module turns traces into one
+//! shape ([`Trace`]) and every failure into one type ([`StoreError`]), so the checks are
+//! written once. Trace stores share the [`TraceStore`] trait.
+//!
+//! Every URL is built from a validated [`StoreUrl`] by path segments (never by string
+//! concatenation), every answer is read with a size cap, and every URL in an error is
+//! redacted.
 
+pub mod collector;
 pub mod jaeger;
 pub mod loki;
 pub mod prometheus;
 pub mod tempo;
 
+use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
+use serde::Serialize;
 use serde_json::Value;
+use url::Url;
+
+use crate::redact;
+
+pub use jaeger::Jaeger;
+pub use tempo::Tempo;
+
+/// The largest answer read from a store (a trace of thousands of spans fits comfortably).
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a check is about: the probe itself, a store, Grafana's links, or the collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// The probe: its OTLP export and its call to `--target`.
+    Probe,
+    /// Grafana Tempo.
+    Tempo,
+    /// Jaeger.
+    Jaeger,
+    /// Grafana Loki.
+    Loki,
+    /// Prometheus.
+    Prometheus,
+    /// The links Grafana follows between the stores (from the datasource files).
+    Grafana,
+    /// The OpenTelemetry Collector's own metrics.
+    Collector,
+}
+
+impl Backend {
+    /// The name used in reports, JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Probe => "probe",
+            Backend::Tempo => "tempo",
+            Backend::Jaeger => "jaeger",
+            Backend::Loki => "loki",
+            Backend::Prometheus => "prometheus",
+            Backend::Grafana => "grafana",
+            Backend::Collector => "collector",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a URL given on the command line cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    /// Not a URL at all.
+    #[error("{flag} {shown:?} is not a URL ({reason}); write it like {example}")]
+    Malformed {
+        /// The flag and its variable.
+        flag: &'static str,
+        /// The value, redacted.
+        shown: String,
+        /// What the URL parser said.
+        reason: String,
+        /// A URL of the right shape.
+        example: &'static str,
+    },
+    /// Not http or https, or without a host.
+    #[error("{flag} {shown:?} is not an http(s) URL with a host; write it like {example}")]
+    NotHttp {
+        /// The flag and its variable.
+        flag: &'static str,
+        /// The value, redacted.
+        shown: String,
+        /// A URL of the right shape.
+        example: &'static str,
+    },
+    /// A `#fragment` is never sent to a server: it is a mistake.
+    #[error("{flag} {shown:?} has a #fragment, which is never sent to a server; remove it")]
+    Fragment {
+        /// The flag and its variable.
+        flag: &'static str,
+        /// The value, redacted.
+        shown: String,
+    },
+}
+
+/// A store's base URL, validated: http(s), with a host, no fragment. A path prefix
+/// (`http://gateway/tempo/`) is kept and the API paths go below it; a query
+/// (`?tenant=…`) is kept and sent with every request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreUrl {
+    base: Url,
+}
+
+impl StoreUrl {
+    /// Parses `raw`, given by `flag` (named in the error, with `example` as the fix).
+    pub fn parse(flag: &'static str, raw: &str, example: &'static str) -> Result<Self, UrlError> {
+        let shown = redact::url(raw);
+        let base = Url::parse(raw.trim()).map_err(|e| UrlError::Malformed {
+            flag,
+            shown: shown.clone(),
+            reason: e.to_string(),
+            example,
+        })?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(UrlError::NotHttp {
+                flag,
+                shown,
+                example,
+            });
+        }
+        if base.fragment().is_some() {
+            return Err(UrlError::Fragment { flag, shown });
+        }
+        Ok(Self { base })
+    }
+
+    /// The URL of `segments` below the base path (each segment percent-encoded as needed).
+    ///
+    /// ```
+    /// # use obs::backends::StoreUrl;
+    /// let tempo = StoreUrl::parse("--tempo", "http://gw:8080/tempo/?org=a", "").unwrap();
+    /// assert_eq!(
+    ///     tempo.join(&["api", "v2", "traces", "a b"]).as_str(),
+    ///     "http://gw:8080/tempo/api/v2/traces/a%20b?org=a"
+    /// );
+    /// ```
+    pub fn join(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// The base URL as it may be shown (credentials redacted).
+    pub fn shown(&self) -> String {
+        redact::url(self.base.as_str())
+    }
+
+    /// True when the URL carries credentials of its own (`user:password@`).
+    pub fn has_userinfo(&self) -> bool {
+        redact::has_userinfo(&self.base)
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+/// Why a store could not answer the question. Every URL in it is redacted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No answer: refused, unreachable, or too slow.
+    #[error("{url}: {why}")]
+    Unreachable {
+        /// The URL asked (redacted).
+        url: String,
+        /// In plain words.
+        why: String,
+    },
+    /// An answer other than success.
+    #[error("{url} answered {status}{}", body_suffix(.body))]
+    Status {
+        /// The URL asked (redacted).
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body (the store's own explanation), redacted.
+        body: String,
+    },
+    /// A success whose body is not what the store's API documents.
+    #[error("{url}: unreadable answer: {why}")]
+    Unreadable {
+        /// The URL asked (redacted).
+        url: String,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+fn body_suffix(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+impl StoreError {
+    /// True when the store could not be reached at all (as opposed to answering badly).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Unreachable { .. })
+    }
+}
 
 /// What a readiness probe found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,9 +223,9 @@ pub enum Readiness {
     /// Answered ready.
     Ready,
     /// Answered, but not ready yet (e.g. Tempo and Loki for ~15 s after start).
-    NotReady(String),
+    NotReady(StoreError),
     /// Could not be reached at all.
-    Unreachable(String),
+    Unreachable(StoreError),
 }
 
 /// One span, in the shape the checks use.
@@ -124,26 +329,111 @@ pub fn spans_from_otlp_json(resource_spans: &Value) -> Vec<Span> {
     spans
 }
 
-/// The HTTP client the store clients share: bounded per call.
-pub fn http_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+/// The HTTP client the store clients share: bounded per call, answers read with a size cap.
+#[derive(Clone, Debug)]
+pub struct Http {
+    client: reqwest::Client,
 }
 
-/// GETs `url` and reports readiness: 2xx ready, another answer not ready, no answer unreachable.
-pub async fn readiness(client: &reqwest::Client, url: &str) -> Readiness {
-    match client.get(url).send().await {
-        Ok(r) if r.status().is_success() => Readiness::Ready,
-        Ok(r) => {
-            let status = r.status();
-            let body = r.text().await.unwrap_or_default();
-            Readiness::NotReady(format!("{url} answered {status}: {}", body.trim()))
+impl Http {
+    /// A client whose every call (connect included) ends within `timeout`.
+    pub fn new(timeout: Duration) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
+                .build()?,
+        })
+    }
+
+    /// GETs `url` with `query` appended; the status and at most [`MAX_ANSWER_BYTES`] of body.
+    pub async fn get(&self, url: Url, query: &[(&str, &str)]) -> Result<(u16, String), StoreError> {
+        let mut url = url;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
         }
-        Err(e) => Readiness::Unreachable(format!("{url}: {}", transport_error(&e))),
+        let shown = redact::url(url.as_str());
+        let mut response =
+            self.client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| StoreError::Unreachable {
+                    url: shown.clone(),
+                    why: transport_error(&e),
+                })?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                        return Err(StoreError::Unreadable {
+                            url: shown,
+                            why: format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(StoreError::Unreachable {
+                        url: shown,
+                        why: format!("the answer broke off: {}", transport_error(&e)),
+                    });
+                }
+            }
+        }
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// Like [`Http::get`], but anything other than 2xx is a [`StoreError::Status`].
+    pub async fn get_ok(&self, url: Url, query: &[(&str, &str)]) -> Result<String, StoreError> {
+        let shown = redact::url(url.as_str());
+        let (status, body) = self.get(url, query).await?;
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(status_error(shown, status, &body))
+        }
+    }
+
+    /// Like [`Http::get_ok`], parsed as JSON.
+    pub async fn get_json(&self, url: Url, query: &[(&str, &str)]) -> Result<Value, StoreError> {
+        let shown = redact::url(url.as_str());
+        let body = self.get_ok(url, query).await?;
+        serde_json::from_str(&body).map_err(|e| StoreError::Unreadable {
+            url: shown,
+            why: e.to_string(),
+        })
+    }
+
+    /// GETs `url` and reports readiness: 2xx ready, another answer not ready, no answer
+    /// unreachable.
+    pub async fn readiness(&self, url: Url) -> Readiness {
+        let shown = redact::url(url.as_str());
+        match self.get(url, &[]).await {
+            Ok((status, _)) if (200..300).contains(&status) => Readiness::Ready,
+            Ok((status, body)) => Readiness::NotReady(status_error(shown, status, &body)),
+            Err(e) if e.is_unreachable() => Readiness::Unreachable(e),
+            Err(e) => Readiness::NotReady(e),
+        }
+    }
+}
+
+/// A non-success answer, with the start of its body (the store's explanation) kept.
+pub fn status_error(url: String, status: u16, body: &str) -> StoreError {
+    let body = body.trim();
+    let cut = body
+        .char_indices()
+        .nth(300)
+        .map_or(body, |(i, _)| &body[..i]);
+    StoreError::Status {
+        url,
+        status,
+        body: redact::text(cut),
     }
 }
 
@@ -154,7 +444,7 @@ pub fn transport_error(e: &reqwest::Error) -> String {
     } else if e.is_connect() {
         "connection refused or host unreachable".into()
     } else {
-        e.to_string()
+        redact::text(&e.to_string())
     }
 }
 
@@ -163,10 +453,44 @@ pub fn transport_error(e: &reqwest::Error) -> String {
 pub enum Lookup {
     /// The trace, with at least one span.
     Found(Trace),
-    /// The store answered, without the trace.
+    /// The store answered, without the trace: what it answered.
     Absent(String),
     /// The store could not be asked.
-    Failed(String),
+    Failed(StoreError),
+}
+
+/// The time range a search covers, Unix seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// From.
+    pub start_s: u64,
+    /// To.
+    pub end_s: u64,
+}
+
+/// A store that holds traces: Tempo and Jaeger. `obs verify` asks each the same questions.
+pub trait TraceStore: Send + Sync {
+    /// Which store this is.
+    fn backend(&self) -> Backend;
+
+    /// Its readiness.
+    fn ready(&self, http: &Http) -> impl Future<Output = Readiness> + Send;
+
+    /// The trace `trace_id` (32 lowercase hex digits).
+    fn trace(&self, http: &Http, trace_id: &str) -> impl Future<Output = Lookup> + Send;
+
+    /// The query a user would search by to find the probe's trace (by its run attribute), or
+    /// `None` when this store has no search `obs verify` checks.
+    fn search_query(&self, run_id: &str) -> Option<String>;
+
+    /// Whether searching by `query` over `window` finds `trace_id`.
+    fn search(
+        &self,
+        http: &Http,
+        query: &str,
+        trace_id: &str,
+        window: Window,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 #[cfg(test)]

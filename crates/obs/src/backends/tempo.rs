@@ -7,39 +7,26 @@
 use serde_json::Value;
 
 use super::{
-    Lookup, Readiness, Trace, normalize_id, readiness, spans_from_otlp_json, transport_error,
+    Backend, Http, Lookup, Readiness, StoreError, StoreUrl, Trace, TraceStore, Window,
+    normalize_id, spans_from_otlp_json, status_error,
 };
+use crate::redact;
 
-/// Tempo's readiness (`/ready`: 503 while starting).
-pub async fn ready(client: &reqwest::Client, base: &str) -> Readiness {
-    readiness(client, &format!("{}/ready", base.trim_end_matches('/'))).await
+/// A Tempo query frontend.
+#[derive(Clone, Debug)]
+pub struct Tempo {
+    base: StoreUrl,
 }
 
-/// The trace by id: `/api/v2/traces/{id}`, falling back to `/api/traces/{id}` on 404 (Tempo 2).
-pub async fn trace(client: &reqwest::Client, base: &str, trace_id: &str) -> Lookup {
-    let base = base.trim_end_matches('/');
-    let v2 = format!("{base}/api/v2/traces/{trace_id}");
-    match client.get(&v2).send().await {
-        Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-            Ok(body) => found_or_absent(spans_from_otlp_json(&body["trace"]["resourceSpans"]), &v2),
-            Err(e) => Lookup::Failed(format!("{v2}: unreadable answer: {e}")),
-        },
-        Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-            let v1 = format!("{base}/api/traces/{trace_id}");
-            match client.get(&v1).send().await {
-                Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-                    Lookup::Absent(format!("{v1} answered 404"))
-                }
-                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                    Ok(body) => found_or_absent(spans_from_otlp_json(&body["batches"]), &v1),
-                    Err(e) => Lookup::Failed(format!("{v1}: unreadable answer: {e}")),
-                },
-                Ok(r) => Lookup::Failed(format!("{v1} answered {}", r.status())),
-                Err(e) => Lookup::Failed(format!("{v1}: {}", transport_error(&e))),
-            }
-        }
-        Ok(r) => Lookup::Failed(format!("{v2} answered {}", r.status())),
-        Err(e) => Lookup::Failed(format!("{v2}: {}", transport_error(&e))),
+impl Tempo {
+    /// Tempo at `base` (`http://tempo:3200`, or below a path prefix).
+    pub fn new(base: StoreUrl) -> Self {
+        Self { base }
+    }
+
+    /// Where it is (redacted).
+    pub fn base(&self) -> &StoreUrl {
+        &self.base
     }
 }
 
@@ -51,37 +38,85 @@ fn found_or_absent(spans: Vec<super::Span>, url: &str) -> Lookup {
     }
 }
 
-/// True when a TraceQL search finds the trace (ids compared as 32 hex digits).
-pub async fn search_finds(
-    client: &reqwest::Client,
-    base: &str,
-    traceql: &str,
-    trace_id: &str,
-    start_s: u64,
-    end_s: u64,
-) -> Result<bool, String> {
-    let url = format!("{}/api/search", base.trim_end_matches('/'));
-    let response = client
-        .get(&url)
-        .query(&[
-            ("q", traceql.to_string()),
-            ("start", start_s.to_string()),
-            ("end", end_s.to_string()),
-            ("limit", "50".to_string()),
-        ])
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {}", transport_error(&e)))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(format!("{url} answered {status}: {body}"));
+fn parse(url: &str, body: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Unreadable {
+        url: url.to_string(),
+        why: e.to_string(),
+    })
+}
+
+impl TraceStore for Tempo {
+    fn backend(&self) -> Backend {
+        Backend::Tempo
     }
-    Ok(body["traces"].as_array().into_iter().flatten().any(|t| {
-        t["traceID"]
-            .as_str()
-            .and_then(|i| normalize_id(i, 32))
-            .as_deref()
-            == Some(trace_id)
-    }))
+
+    /// `/ready`: 503 while starting.
+    async fn ready(&self, http: &Http) -> Readiness {
+        http.readiness(self.base.join(&["ready"])).await
+    }
+
+    /// `/api/v2/traces/{id}`, falling back to `/api/traces/{id}` on 404 (Tempo 2).
+    async fn trace(&self, http: &Http, trace_id: &str) -> Lookup {
+        let v2 = self.base.join(&["api", "v2", "traces", trace_id]);
+        let v2_shown = redact::url(v2.as_str());
+        match http.get(v2, &[]).await {
+            Ok((200..=299, body)) => match parse(&v2_shown, &body) {
+                Ok(body) => found_or_absent(
+                    spans_from_otlp_json(&body["trace"]["resourceSpans"]),
+                    &v2_shown,
+                ),
+                Err(e) => Lookup::Failed(e),
+            },
+            Ok((404, _)) => {
+                let v1 = self.base.join(&["api", "traces", trace_id]);
+                let v1_shown = redact::url(v1.as_str());
+                match http.get(v1, &[]).await {
+                    Ok((404, _)) => Lookup::Absent(format!("{v1_shown} answered 404")),
+                    Ok((200..=299, body)) => match parse(&v1_shown, &body) {
+                        Ok(body) => {
+                            found_or_absent(spans_from_otlp_json(&body["batches"]), &v1_shown)
+                        }
+                        Err(e) => Lookup::Failed(e),
+                    },
+                    Ok((status, body)) => Lookup::Failed(status_error(v1_shown, status, &body)),
+                    Err(e) => Lookup::Failed(e),
+                }
+            }
+            Ok((status, body)) => Lookup::Failed(status_error(v2_shown, status, &body)),
+            Err(e) => Lookup::Failed(e),
+        }
+    }
+
+    fn search_query(&self, run_id: &str) -> Option<String> {
+        Some(format!("{{ span.obs.probe.run = \"{run_id}\" }}"))
+    }
+
+    /// `/api/search` with TraceQL (ids compared as 32 hex digits: Tempo strips leading zeros).
+    async fn search(
+        &self,
+        http: &Http,
+        query: &str,
+        trace_id: &str,
+        window: Window,
+    ) -> Result<bool, StoreError> {
+        let (start, end) = (window.start_s.to_string(), window.end_s.to_string());
+        let body = http
+            .get_json(
+                self.base.join(&["api", "search"]),
+                &[
+                    ("q", query),
+                    ("start", &start),
+                    ("end", &end),
+                    ("limit", "50"),
+                ],
+            )
+            .await?;
+        Ok(body["traces"].as_array().into_iter().flatten().any(|t| {
+            t["traceID"]
+                .as_str()
+                .and_then(|i| normalize_id(i, 32))
+                .as_deref()
+                == Some(trace_id)
+        }))
+    }
 }

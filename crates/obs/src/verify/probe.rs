@@ -45,6 +45,8 @@ pub struct Probe {
     pub expected_spans: Vec<(String, String)>,
     /// Problems exporting the probe's own telemetry (the backend refused data).
     pub export_problems: Vec<String>,
+    /// Where the probe exported, and which flag or variable said so (URLs redacted).
+    pub export_endpoints: String,
     /// The target's answer, with `--target`.
     pub target_status: Option<Result<u16, String>>,
     /// Keeps the probe's `/metrics` served while the checks run (with `metrics_listen`).
@@ -107,6 +109,32 @@ fn probe_env(settings: &ProbeSettings) -> BTreeMap<String, String> {
     env
 }
 
+/// Where each signal of the probe goes, and the flag or variable that decided it.
+fn describe_endpoints(env: &BTreeMap<String, String>, settings: &ProbeSettings) -> String {
+    let source = |signal: &str| {
+        let own = format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT");
+        if let Some(url) = env.get(&own) {
+            format!("{} ({own})", crate::redact::url(url))
+        } else if let Some(url) = &settings.otlp_endpoint {
+            format!(
+                "{} (--otlp-endpoint / OBS_OTLP_ENDPOINT)",
+                crate::redact::url(url)
+            )
+        } else if let Some(url) = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            format!("{} (OTEL_EXPORTER_OTLP_ENDPOINT)", crate::redact::url(url))
+        } else {
+            "the default http://localhost:4318 (set --otlp-endpoint / OBS_OTLP_ENDPOINT)"
+                .to_string()
+        }
+    };
+    let (traces, logs) = (source("TRACES"), source("LOGS"));
+    if traces == logs {
+        traces
+    } else {
+        format!("traces: {traces}; logs: {logs}")
+    }
+}
+
 fn instance(name: &str, env: &BTreeMap<String, String>) -> anyhow::Result<Telemetry> {
     platform_telemetry::builder()
         .service_name(name)
@@ -126,6 +154,7 @@ fn unix_seconds(t: SystemTime) -> f64 {
 /// Runs the probe and flushes everything it emitted.
 pub async fn run(settings: &ProbeSettings) -> anyhow::Result<Probe> {
     let env = probe_env(settings);
+    let export_endpoints = describe_endpoints(&env, settings);
     let upstream = instance(UPSTREAM, &env)?;
     let downstream = instance(DOWNSTREAM, &env)?;
     let run_id = format!("{:016x}", rand::random::<u64>());
@@ -187,7 +216,7 @@ pub async fn run(settings: &ProbeSettings) -> anyhow::Result<Probe> {
                         .send()
                         .await
                         .map(|r| r.status().as_u16())
-                        .map_err(|e| e.to_string()),
+                        .map_err(|e| crate::redact::text(&format!("{e:#}"))),
                 ),
                 None => None,
             };
@@ -260,6 +289,7 @@ pub async fn run(settings: &ProbeSettings) -> anyhow::Result<Probe> {
         finished: SystemTime::now(),
         expected_spans,
         export_problems,
+        export_endpoints,
         target_status,
         metrics_server,
     })

@@ -1,0 +1,144 @@
+//! The checks of Prometheus: the probe's metric from this run, and with `--target` the
+//! target's RED metrics and an exemplar that links its latency to the probe trace; then the
+//! scrape targets' `up`.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::poll::{poll, wait_ready};
+use super::probe::Probe;
+use super::report::{Check, Finding, Reason};
+use crate::backends::prometheus::Prometheus;
+use crate::backends::{Backend, Http};
+
+/// The name of the probe metric check.
+pub const PROBE_METRIC: &str = "probe metric";
+/// The name of the scrape targets check.
+pub const SCRAPE_TARGETS: &str = "scrape targets up";
+
+/// Every Prometheus check, polled until `deadline`.
+pub async fn checks(
+    prometheus: &Prometheus,
+    http: &Http,
+    probe: &Probe,
+    has_target: bool,
+    deadline: Instant,
+) -> Vec<Check> {
+    if let Err(finding) = wait_ready(deadline, || prometheus.ready(http)).await {
+        return vec![Check::fail(Backend::Prometheus, PROBE_METRIC, finding)];
+    }
+    let started_s = probe
+        .started
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let metric = "obs_probe_last_run_timestamp_seconds";
+    let (result, visible) = poll(deadline, || async {
+        match prometheus.query(http, metric).await {
+            Ok(series) if series.iter().any(|(_, v)| *v >= started_s - 1.0) => {
+                Ok(format!("{metric} = this run"))
+            }
+            Ok(series) if series.is_empty() => Err(Finding::new(
+                Reason::Absent,
+                format!("reachable but {metric} is absent (is the probe's metric exported to Prometheus?)"),
+            )),
+            Ok(_) => Err(Finding::new(Reason::Absent, format!("{metric} holds an older run only"))),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await;
+    let mut checks = vec![Check::from_outcome(
+        Backend::Prometheus,
+        PROBE_METRIC,
+        result,
+        visible,
+    )];
+    if has_target {
+        let (result, visible) = poll(deadline, || async {
+            match prometheus.query(http, "http_server_request_duration_seconds_count").await {
+                Ok(series) if !series.is_empty() => {
+                    let jobs: std::collections::BTreeSet<String> = series.iter().filter_map(|(m, _)| m.get("job").and_then(Value::as_str).map(str::to_string)).collect();
+                    Ok(format!("series from {}", jobs.into_iter().collect::<Vec<_>>().join(", ")))
+                }
+                Ok(_) => Err(Finding::new(Reason::Absent, "no http_server_request_duration_seconds_count series: the target's /metrics is not scraped")),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await;
+        checks.push(Check::from_outcome(
+            Backend::Prometheus,
+            "target RED metrics",
+            result,
+            visible,
+        ));
+        let end_s = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+            + 600.0;
+        let (result, visible) = poll(deadline, || async {
+            match prometheus
+                .exemplars(
+                    http,
+                    "http_server_request_duration_seconds_bucket",
+                    started_s - 60.0,
+                    end_s,
+                )
+                .await
+            {
+                Ok(labels)
+                    if labels.iter().any(|l| {
+                        l.get("trace_id").and_then(Value::as_str) == Some(probe.trace_id.as_str())
+                    }) =>
+                {
+                    Ok("an exemplar links the target's latency to the probe trace".to_string())
+                }
+                Ok(_) => Err(Finding::new(
+                    Reason::Absent,
+                    format!(
+                        "no exemplar with trace_id {} (exemplar storage on? OpenMetrics scrape?)",
+                        probe.trace_id
+                    ),
+                )),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await;
+        checks.push(Check::from_outcome(
+            Backend::Prometheus,
+            "exemplar → probe trace",
+            result,
+            visible,
+        ));
+    }
+    match prometheus.query(http, "up").await {
+        Ok(series) => {
+            let down: Vec<String> = series
+                .iter()
+                .filter(|(_, v)| *v < 1.0)
+                .filter_map(|(m, _)| m.get("job").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            let detail = format!(
+                "{} scraped target(s); down: {}",
+                series.len(),
+                if down.is_empty() {
+                    "none".to_string()
+                } else {
+                    down.join(", ")
+                }
+            );
+            checks.push(if down.is_empty() {
+                Check::pass(Backend::Prometheus, SCRAPE_TARGETS, None, detail)
+            } else {
+                Check::fail(
+                    Backend::Prometheus,
+                    SCRAPE_TARGETS,
+                    Finding::new(Reason::Absent, detail),
+                )
+            });
+        }
+        Err(e) => checks.push(Check::fail(Backend::Prometheus, SCRAPE_TARGETS, e.into())),
+    }
+    checks
+}
