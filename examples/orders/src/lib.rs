@@ -48,6 +48,59 @@ impl MessageHeaders for NatsHeaders {
     }
 }
 
+/// Injected failures (`ORDERS_FAULT_RATIO`): this share of lookups answers 503, spread evenly
+/// (a ratio of 0.25 fails every fourth request), so alerts can be proven to fire.
+#[derive(Debug, Default)]
+pub struct Faults {
+    ratio: f64,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    /// Fails `ratio` of the requests (clamped to 0..=1; NaN is 0).
+    pub fn new(ratio: f64) -> Self {
+        let ratio = if ratio.is_nan() {
+            0.0
+        } else {
+            ratio.clamp(0.0, 1.0)
+        };
+        Self {
+            ratio,
+            requests: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Reads `ORDERS_FAULT_RATIO` (unset: no faults).
+    pub fn from_env() -> anyhow::Result<Self> {
+        match std::env::var("ORDERS_FAULT_RATIO") {
+            Err(_) => Ok(Self::default()),
+            Ok(v) => {
+                let ratio: f64 = v.trim().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "ORDERS_FAULT_RATIO={v:?} is not a number from 0 to 1 (e.g. 0.25)"
+                    )
+                })?;
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&ratio),
+                    "ORDERS_FAULT_RATIO={v:?} is not a number from 0 to 1 (e.g. 0.25)"
+                );
+                Ok(Self::new(ratio))
+            }
+        }
+    }
+
+    /// True when this request is one to fail.
+    fn fail_next(&self) -> bool {
+        if self.ratio <= 0.0 {
+            return false;
+        }
+        let n = self
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed) as f64;
+        ((n + 1.0) * self.ratio).floor() > (n * self.ratio).floor()
+    }
+}
+
 /// Where events go.
 #[derive(Clone, Debug)]
 pub enum Events {
@@ -99,11 +152,24 @@ pub struct Order {
     status: &'static str,
 }
 
+#[derive(Clone, Debug)]
+struct AppState {
+    events: Events,
+    faults: std::sync::Arc<Faults>,
+}
+
 async fn get_order(
-    State(events): State<Events>,
+    State(AppState { events, faults }): State<AppState>,
     Path(id): Path<u64>,
 ) -> Result<Json<Order>, (StatusCode, String)> {
     tracing::info!(order.id = id, "order looked up");
+    if faults.fail_next() {
+        tracing::error!(order.id = id, "injected fault (ORDERS_FAULT_RATIO)");
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "injected fault (ORDERS_FAULT_RATIO)".to_string(),
+        ));
+    }
     if let Err(error) = events.publish(&OrderViewed { order_id: id }).await {
         tracing::error!(%error, "could not publish order.viewed");
         return Err((
@@ -117,24 +183,34 @@ async fn get_order(
     }))
 }
 
-fn routes(events: Events) -> axum::Router {
+fn routes(events: Events, faults: Faults) -> axum::Router {
     axum::Router::new()
         .route("/orders/{id}", get(get_order))
-        .with_state(events)
+        .with_state(AppState {
+            events,
+            faults: std::sync::Arc::new(faults),
+        })
 }
 
 /// The service's routes, instrumented, with `/metrics` and `/healthz`.
 pub fn router(events: Events) -> axum::Router {
-    routes(events)
+    router_with_faults(events, Faults::default())
+}
+
+/// [`router`], failing as `faults` says.
+pub fn router_with_faults(events: Events, faults: Faults) -> axum::Router {
+    routes(events, faults)
         .merge(platform_telemetry::endpoints())
         .layer(platform_telemetry::http::server_layer())
 }
 
 /// The same routes for a non-global telemetry instance (several services in one process).
 pub fn router_for(events: Events, telemetry: &platform_telemetry::Telemetry) -> axum::Router {
-    routes(events).merge(telemetry.endpoints()).layer(
-        platform_telemetry::http::ServerLayer::for_telemetry(telemetry),
-    )
+    routes(events, Faults::default())
+        .merge(telemetry.endpoints())
+        .layer(platform_telemetry::http::ServerLayer::for_telemetry(
+            telemetry,
+        ))
 }
 
 /// Resolves on SIGINT or SIGTERM (what `docker stop` sends), so `main` returns and the telemetry
@@ -162,7 +238,8 @@ pub async fn shutdown_signal() {
 }
 
 /// `orders` service. Env: `ORDERS_PORT` (8081), `NATS_URL` (unset: events go to an in-process
-/// channel that nobody consumes), plus the `OTEL_*` variables.
+/// channel that nobody consumes), `ORDERS_FAULT_RATIO` (unset: none; `0.25` answers every fourth
+/// lookup 503, to prove alerts fire), plus the `OTEL_*` variables.
 ///
 /// Installs telemetry globally (the guard flushes when this returns) and serves until SIGINT or
 /// SIGTERM.
@@ -170,6 +247,7 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     use anyhow::Context as _;
 
     let _telemetry = platform_telemetry::builder!().init()?;
+    let faults = crate::Faults::from_env()?;
     let port: u16 = std::env::var("ORDERS_PORT")
         .ok()
         .map(|p| p.parse().context("ORDERS_PORT must be a port number"))
@@ -192,8 +270,27 @@ pub async fn run_from_env() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on port {port} (ORDERS_PORT)"))?;
     tracing::info!(port, "orders listening");
-    axum::serve(listener, crate::router(events))
+    axum::serve(listener, crate::router_with_faults(events, faults))
         .with_graceful_shutdown(crate::shutdown_signal())
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::Faults;
+
+    #[test]
+    fn a_fault_ratio_fails_that_share_of_requests_evenly() {
+        let quarter = Faults::new(0.25);
+        let failed: Vec<bool> = (0..8).map(|_| quarter.fail_next()).collect();
+        assert_eq!(
+            failed,
+            [false, false, false, true, false, false, false, true]
+        );
+        let all = Faults::new(1.0);
+        assert!((0..10).all(|_| all.fail_next()));
+        let none = Faults::new(f64::NAN);
+        assert!((0..10).all(|_| !none.fail_next()));
+    }
 }
