@@ -93,7 +93,8 @@ pub struct DemoArgs {
 const VERIFY_JSON: &str = "\
 JSON output (--format json): {\"trace_id\": str, \"run_id\": str, \"passed\": bool,
   \"verdict\": str, \"elapsed_seconds\": num, \"checks\": [{\"backend\": \"probe\"|\"tempo\"|
-  \"jaeger\"|\"loki\"|\"prometheus\"|\"grafana\"|\"collector\", \"check\": str,
+  \"jaeger\"|\"loki\"|\"prometheus\"|\"alertmanager\"|\"grafana\"|\"collector\",
+  \"check\": str,
   \"status\": \"pass\"|\"fail\"|\"skipped\", \"reason\": null|\"unreachable\"|\"not_ready\"|
   \"store_error\"|\"absent\"|\"incomplete\"|\"propagation_broken\"|\"clock_skew\"|\"link_broken\"|
   \"dropped\"|\"not_requested\"|\"cannot_check\", \"visible_after_seconds\": num|null,
@@ -126,9 +127,14 @@ pub struct VerifyArgs {
     /// Loki's URL (e.g. http://loki:3100).
     #[arg(long, env = "OBS_LOKI")]
     pub loki: Option<String>,
-    /// Prometheus's URL (e.g. http://prometheus:9090).
+    /// Prometheus's URL (e.g. http://prometheus:9090). Also checks the alert path: rules loaded
+    /// and healthy, an active Alertmanager.
     #[arg(long, env = "OBS_PROMETHEUS")]
     pub prometheus: Option<String>,
+    /// Alertmanager's URL (e.g. http://alertmanager:9093): the always-firing Watchdog alert must
+    /// be there.
+    #[arg(long, env = "OBS_ALERTMANAGER")]
+    pub alertmanager: Option<String>,
     /// A real service the probe calls inside its trace (e.g. http://gateway:8080/orders/7).
     #[arg(long, env = "OBS_TARGET")]
     pub target: Option<String>,

@@ -75,7 +75,68 @@ pub fn router(state: Arc<State>, telemetry: &platform_telemetry::Telemetry) -> a
                 }
             }),
         )
+        .route("/alerts", alerts_webhook(telemetry))
         .merge(telemetry.endpoints())
+}
+
+/// The largest webhook body accepted (Alertmanager batches alerts per group).
+pub const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
+/// The most alerts read from one webhook call.
+pub const MAX_WEBHOOK_ALERTS: usize = 1000;
+
+/// `POST /alerts`: Alertmanager's webhook (the shipped stack/alertmanager/alertmanager.yml
+/// sends here until users point it at their own receiver). Each alert is logged and counted in
+/// `obs_alerts_received_total{alertname,status}`.
+fn alerts_webhook(telemetry: &platform_telemetry::Telemetry) -> axum::routing::MethodRouter {
+    let received = telemetry
+        .meter("obs")
+        .u64_counter("obs.alerts.received")
+        .with_description("Alerts received from Alertmanager's webhook, by alert and status")
+        .build();
+    axum::routing::post(move |body: axum::body::Bytes| {
+        let received = received.clone();
+        async move {
+            let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "not an Alertmanager webhook payload (JSON with \"alerts\")\n",
+                )
+                    .into_response();
+            };
+            let alerts = payload["alerts"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for alert in alerts.iter().take(MAX_WEBHOOK_ALERTS) {
+                let text = |v: &serde_json::Value| {
+                    v.as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                };
+                let name = text(&alert["labels"]["alertname"]);
+                let status = text(&alert["status"]);
+                let severity = text(&alert["labels"]["severity"]);
+                let job = text(&alert["labels"]["job"]);
+                let summary = text(&alert["annotations"]["summary"]);
+                received.add(
+                    1,
+                    &[
+                        KeyValue::new("alertname", name.clone()),
+                        KeyValue::new("status", status.clone()),
+                    ],
+                );
+                if status == "firing" && name != "Watchdog" {
+                    tracing::warn!(alertname = %name, %status, %severity, %job, "alert: {summary}");
+                } else {
+                    tracing::info!(alertname = %name, %status, %severity, %job, "alert: {summary}");
+                }
+            }
+            (StatusCode::OK, "ok\n").into_response()
+        }
+    })
+    .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
 }
 
 /// Runs until SIGINT/SIGTERM. The global telemetry must be installed (obs observes itself).

@@ -250,3 +250,73 @@ fn every_command_documents_its_exit_codes() {
         }
     }
 }
+
+fn post(url: &str, body: Vec<u8>) -> Option<u16> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        Some(response.status().as_u16())
+    })
+}
+
+#[test]
+fn alertmanager_webhooks_are_counted_and_bounded() {
+    let sidecar = sidecar("http://127.0.0.1:9", &[("OBS_NO_PROVISION", "true")]);
+    eventually(
+        &format!("{}/readyz", sidecar.url),
+        Duration::from_secs(20),
+        "ready",
+        |s, _| s == 200,
+    );
+    let alerts = format!("{}/alerts", sidecar.url);
+    let payload = serde_json::json!({
+        "version": "4",
+        "status": "firing",
+        "alerts": [
+            {"status": "firing", "labels": {"alertname": "SLOAvailabilityFastBurn", "job": "orders", "severity": "critical"}, "annotations": {"summary": "orders is burning"}},
+            {"status": "firing", "labels": {"alertname": "Watchdog", "severity": "none"}, "annotations": {}}
+        ]
+    });
+    assert_eq!(post(&alerts, payload.to_string().into_bytes()), Some(200));
+    assert_eq!(post(&alerts, b"not json".to_vec()), Some(400));
+    assert_eq!(
+        post(&alerts, vec![b' '; 2 * 1024 * 1024]),
+        Some(413),
+        "a body above 1 MiB is refused"
+    );
+    let metrics = eventually(
+        &format!("{}/metrics", sidecar.url),
+        Duration::from_secs(10),
+        "alert counter",
+        |_, b| metric(b, "obs_alerts_received_total", "SLOAvailabilityFastBurn").is_some(),
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "obs_alerts_received_total",
+            "alertname=\"SLOAvailabilityFastBurn\""
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "obs_alerts_received_total",
+            "alertname=\"Watchdog\""
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}

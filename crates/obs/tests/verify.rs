@@ -37,7 +37,8 @@ fn stores() -> Stores {
     }
 }
 
-/// A real Prometheus scraping `127.0.0.1:{target_port}` every second.
+/// A real Prometheus scraping `127.0.0.1:{target_port}` every second, evaluating the shipped
+/// rules (stack/prometheus/rules) every second and sending to `alertmanager` (host:port) if given.
 struct Prometheus {
     child: std::process::Child,
     url: String,
@@ -52,11 +53,23 @@ impl Drop for Prometheus {
 }
 
 fn prometheus(target_port: u16) -> Prometheus {
+    prometheus_sending_to(target_port, None)
+}
+
+fn prometheus_sending_to(target_port: u16, alertmanager: Option<&str>) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
+    let rules = repo().join("stack/prometheus/rules");
+    let alerting = alertmanager
+        .map(|a| {
+            format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{a}']\n"
+            )
+        })
+        .unwrap_or_default();
     std::fs::write(
         &config,
-        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: obs\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"),
+        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: ['{}/*.yml']\n{alerting}scrape_configs:\n  - job_name: obs\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n", rules.display()),
     )
     .unwrap();
     let port = api_doubles::reserve_port().unwrap();
@@ -68,6 +81,7 @@ fn prometheus(target_port: u16) -> Prometheus {
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--enable-feature=exemplar-storage")
+        .arg("--rules.alert.resend-delay=1s")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -75,6 +89,43 @@ fn prometheus(target_port: u16) -> Prometheus {
     Prometheus {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+/// A real Alertmanager running the shipped configuration (its webhook receivers point at an
+/// obs that is not there, which only costs Alertmanager failed deliveries).
+struct Alertmanager {
+    child: std::process::Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alertmanager() -> Alertmanager {
+    let dir = tempfile::tempdir().unwrap();
+    let port = api_doubles::reserve_port().unwrap();
+    let child = Command::new("prometheus-alertmanager")
+        .arg(format!(
+            "--config.file={}",
+            repo().join("stack/alertmanager/alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.path().display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("alertmanager is not installed: run scripts/test.sh (apt-get install prometheus-alertmanager)");
+    Alertmanager {
+        child,
+        address: format!("127.0.0.1:{port}"),
         _dir: dir,
     }
 }
@@ -161,8 +212,10 @@ fn assert_schema(report: &Value) {
 fn every_store_has_the_probe_trace_logs_metric_and_links() {
     let s = stores();
     let metrics_port = api_doubles::reserve_port().unwrap();
-    let prometheus = prometheus(metrics_port);
+    let alertmanager = alertmanager();
+    let prometheus = prometheus_sending_to(metrics_port, Some(&alertmanager.address));
     let listen = format!("127.0.0.1:{metrics_port}");
+    let alertmanager_url = format!("http://{}", alertmanager.address);
     let run = obs_verify(
         &[
             "--otlp-endpoint",
@@ -175,6 +228,8 @@ fn every_store_has_the_probe_trace_logs_metric_and_links() {
             s.loki.url(),
             "--prometheus",
             &prometheus.url,
+            "--alertmanager",
+            &alertmanager_url,
             "--probe-metrics-listen",
             &listen,
             "--timeout",
@@ -200,6 +255,9 @@ fn every_store_has_the_probe_trace_logs_metric_and_links() {
         ("grafana", "Tempo traces → Loki logs link"),
         ("grafana", "Loki logs → Tempo derived field"),
         ("prometheus", "probe metric"),
+        ("prometheus", "alert rules loaded and healthy"),
+        ("prometheus", "sends alerts to an Alertmanager"),
+        ("alertmanager", "Watchdog alert present"),
     ] {
         assert_eq!(
             run.check(backend, check)["status"],
@@ -674,4 +732,45 @@ fn a_probe_metrics_address_that_cannot_be_bound_is_a_usage_error() {
     );
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(run.stderr.contains("--probe-metrics-listen"), "{run:?}");
+}
+
+#[test]
+fn a_prometheus_that_sends_alerts_nowhere_is_named_and_a_missing_watchdog_too() {
+    let s = stores();
+    let metrics_port = api_doubles::reserve_port().unwrap();
+    // Rules loaded, no Alertmanager configured; and an Alertmanager nobody sends to.
+    let prometheus = prometheus(metrics_port);
+    let lonely = alertmanager();
+    let lonely_url = format!("http://{}", lonely.address);
+    let run = obs_verify(
+        &[
+            "--otlp-endpoint",
+            &s.collector.http_endpoint(),
+            "--prometheus",
+            &prometheus.url,
+            "--alertmanager",
+            &lonely_url,
+            "--timeout",
+            "8s",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(
+        run.check("prometheus", "alert rules loaded and healthy")["status"],
+        "pass",
+        "the shipped rules evaluate without error: {run:?}"
+    );
+    let sends = run.check("prometheus", "sends alerts to an Alertmanager");
+    assert_eq!(sends["status"], "fail", "{run:?}");
+    assert!(
+        sends["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no active Alertmanager"),
+        "{run:?}"
+    );
+    let watchdog = run.check("alertmanager", "Watchdog alert present");
+    assert_eq!(watchdog["status"], "fail", "{run:?}");
+    assert_eq!(watchdog["reason"], "absent", "{run:?}");
 }

@@ -7,6 +7,7 @@
 //! concatenation), every answer is read with a size cap, and every URL in an error is
 //! redacted.
 
+pub mod alertmanager;
 pub mod collector;
 pub mod jaeger;
 pub mod loki;
@@ -47,6 +48,8 @@ pub enum Backend {
     Grafana,
     /// The OpenTelemetry Collector's own metrics.
     Collector,
+    /// Alertmanager: where Prometheus's alerts go.
+    Alertmanager,
 }
 
 impl Backend {
@@ -60,6 +63,7 @@ impl Backend {
             Backend::Prometheus => "prometheus",
             Backend::Grafana => "grafana",
             Backend::Collector => "collector",
+            Backend::Alertmanager => "alertmanager",
         }
     }
 }

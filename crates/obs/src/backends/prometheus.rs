@@ -99,3 +99,50 @@ impl Prometheus {
             .collect())
     }
 }
+
+/// One rule as `/api/v1/rules` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleHealth {
+    /// The group's file.
+    pub file: String,
+    /// The alert or the recorded series.
+    pub name: String,
+    /// `ok`, `err` or `unknown` (not evaluated yet).
+    pub health: String,
+    /// The last evaluation error, if any.
+    pub last_error: Option<String>,
+}
+
+impl Prometheus {
+    /// Every loaded rule with its health (`/api/v1/rules`).
+    pub async fn rules(&self, http: &Http) -> Result<Vec<RuleHealth>, StoreError> {
+        let data = self.api(http, "rules", &[]).await?;
+        let mut rules = Vec::new();
+        for group in data["groups"].as_array().into_iter().flatten() {
+            let file = group["file"].as_str().unwrap_or_default().to_string();
+            for rule in group["rules"].as_array().into_iter().flatten() {
+                rules.push(RuleHealth {
+                    file: file.clone(),
+                    name: rule["name"].as_str().unwrap_or_default().to_string(),
+                    health: rule["health"].as_str().unwrap_or_default().to_string(),
+                    last_error: rule["lastError"]
+                        .as_str()
+                        .filter(|e| !e.is_empty())
+                        .map(redact::text),
+                });
+            }
+        }
+        Ok(rules)
+    }
+
+    /// The Alertmanagers Prometheus sends to (`/api/v1/alertmanagers`, active ones), redacted.
+    pub async fn active_alertmanagers(&self, http: &Http) -> Result<Vec<String>, StoreError> {
+        let data = self.api(http, "alertmanagers", &[]).await?;
+        Ok(data["activeAlertmanagers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["url"].as_str().map(redact::url))
+            .collect())
+    }
+}

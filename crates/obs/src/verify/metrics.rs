@@ -16,6 +16,66 @@ use crate::backends::{Backend, Http};
 pub const PROBE_METRIC: &str = "probe metric";
 /// The name of the scrape targets check.
 pub const SCRAPE_TARGETS: &str = "scrape targets up";
+/// The name of the rules check.
+pub const RULES: &str = "alert rules loaded and healthy";
+/// The name of the Alertmanager connection check.
+pub const ALERTMANAGERS: &str = "sends alerts to an Alertmanager";
+
+/// The alert path as Prometheus sees it: rules loaded, every one evaluated without error, and
+/// an Alertmanager to send to.
+async fn alert_path(prometheus: &Prometheus, http: &Http, deadline: Instant) -> Vec<Check> {
+    let (rules, visible) = poll(deadline, || async {
+        let rules = prometheus.rules(http).await?;
+        if rules.is_empty() {
+            return Err(Finding::new(
+                Reason::Absent,
+                "no rule is loaded: Prometheus's rule_files (stack/prometheus/rules/*.yml) are missing or not mounted",
+            ));
+        }
+        let broken: Vec<String> = rules
+            .iter()
+            .filter_map(|r| r.last_error.as_ref().map(|e| format!("{} ({}): {e}", r.name, r.file)))
+            .collect();
+        if !broken.is_empty() {
+            return Err(Finding::new(
+                Reason::StoreError,
+                format!("{} rule(s) fail to evaluate: {}", broken.len(), broken.join("; ")),
+            ));
+        }
+        // A rule not evaluated yet (Prometheus just started, or a slow group) has no error.
+        let pending = rules.iter().filter(|r| r.health != "ok").count();
+        Ok(if pending == 0 {
+            format!("{} rules, every one evaluated without error", rules.len())
+        } else {
+            format!(
+                "{} rules without error ({pending} not evaluated yet)",
+                rules.len()
+            )
+        })
+    })
+    .await;
+    let (alertmanagers, am_visible) = poll(deadline, || async {
+        let active = prometheus.active_alertmanagers(http).await?;
+        if active.is_empty() {
+            Err(Finding::new(
+                Reason::Absent,
+                "Prometheus has no active Alertmanager: its alerts reach nobody (alerting.alertmanagers in prometheus.yml, and is Alertmanager up?)",
+            ))
+        } else {
+            Ok(format!("sends to {}", active.join(", ")))
+        }
+    })
+    .await;
+    vec![
+        Check::from_outcome(Backend::Prometheus, RULES, rules, visible),
+        Check::from_outcome(
+            Backend::Prometheus,
+            ALERTMANAGERS,
+            alertmanagers,
+            am_visible,
+        ),
+    ]
+}
 
 /// Every Prometheus check, polled until `deadline`.
 pub async fn checks(
@@ -140,5 +200,6 @@ pub async fn checks(
         }
         Err(e) => checks.push(Check::fail(Backend::Prometheus, SCRAPE_TARGETS, e.into())),
     }
+    checks.extend(alert_path(prometheus, http, deadline).await);
     checks
 }

@@ -4,8 +4,9 @@
 //! One module per concern: [`settings`] (validated from the flags), [`probe`] (the trace it
 //! sends), [`poll`] (waiting for data), [`judge`] (is the trace whole), one module of checks per
 //! kind of store ([`traces`] for every [`TraceStore`](crate::backends::TraceStore), [`logs`],
-//! [`metrics`], [`collector`]), and [`report`] (what was found, as text or JSON).
+//! [`metrics`], [`alerts`], [`collector`]), and [`report`] (what was found, as text or JSON).
 
+pub mod alerts;
 pub mod collector;
 pub mod exporter_warnings;
 pub mod judge;
@@ -165,8 +166,17 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
             )],
         }
     };
-    let (a, b, c, d) = tokio::join!(tempo, jaeger, loki, prometheus);
-    checks.extend(a.into_iter().chain(b).chain(c).chain(d));
+    let alertmanager = async {
+        match &t.alertmanager {
+            Some(alertmanager) => alerts::checks(alertmanager, &http, deadline).await,
+            None => vec![not_requested(
+                Backend::Alertmanager,
+                "--alertmanager (OBS_ALERTMANAGER)",
+            )],
+        }
+    };
+    let (a, b, c, d, e) = tokio::join!(tempo, jaeger, loki, prometheus, alertmanager);
+    checks.extend(a.into_iter().chain(b).chain(c).chain(d).chain(e));
     if let (Some(collector), Some(before)) = (&settings.collector, collector_before) {
         checks.push(match (before, collector.counters(&http).await) {
             (Ok(before), Ok(after)) => collector::check(&before, &after),

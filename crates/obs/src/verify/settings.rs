@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::backends::alertmanager::Alertmanager;
 use crate::backends::collector::Collector;
 use crate::backends::loki::Loki;
 use crate::backends::prometheus::Prometheus;
@@ -26,6 +27,8 @@ pub struct Targets {
     pub loki: Option<Loki>,
     /// Prometheus.
     pub prometheus: Option<Prometheus>,
+    /// Alertmanager.
+    pub alertmanager: Option<Alertmanager>,
 }
 
 impl Targets {
@@ -78,8 +81,9 @@ pub enum UsageError {
     /// No store to check.
     #[error(
         "nothing to verify against: give at least one store, --tempo (OBS_TEMPO), --jaeger \
-         (OBS_JAEGER), --loki (OBS_LOKI) or --prometheus (OBS_PROMETHEUS); obs verify proves \
-         that the probe's data arrives there, the export alone proves nothing"
+         (OBS_JAEGER), --loki (OBS_LOKI), --prometheus (OBS_PROMETHEUS) or --alertmanager \
+         (OBS_ALERTMANAGER); obs verify proves that the probe's data arrives there, the export \
+         alone proves nothing"
     )]
     NoStore,
     /// `--datasources` names something that is not a directory.
@@ -188,6 +192,12 @@ impl Settings {
                 "http://prometheus:9090",
             )?
             .map(Prometheus::new),
+            alertmanager: store(
+                "--alertmanager (OBS_ALERTMANAGER)",
+                args.alertmanager.as_ref(),
+                "http://alertmanager:9093",
+            )?
+            .map(Alertmanager::new),
         };
         let collector = store(
             "--collector-metrics (OBS_COLLECTOR_METRICS)",
