@@ -4,9 +4,8 @@
 
 pub mod backends;
 pub mod cli;
-pub mod demo;
 pub mod grafana;
-pub mod run;
 pub mod redact;
+pub mod run;
 pub mod sidecar;
 pub mod verify;

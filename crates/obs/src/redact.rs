@@ -34,7 +34,9 @@ pub fn text(text: &str) -> String {
     static URL: LazyLock<Option<Regex>> =
         LazyLock::new(|| Regex::new(r#"https?://[^\s()<>"'\]\[{}]+"#).ok());
     match URL.as_ref() {
-        Some(re) => re.replace_all(text, |c: &regex::Captures<'_>| url(&c[0])).into_owned(),
+        Some(re) => re
+            .replace_all(text, |c: &regex::Captures<'_>| url(&c[0]))
+            .into_owned(),
         // The pattern is a constant that compiles; should it not, hide every URL.
         None => "<redacted: the message contained a URL>".to_string(),
     }
