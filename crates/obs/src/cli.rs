@@ -72,22 +72,6 @@ pub enum Command {
     /// Exit 0 when the sidecar answers ready (for container healthchecks; no curl needed).
     #[command(after_help = ExitCode::help(CommandKind::Health))]
     Health(HealthArgs),
-    /// The zero-dependency quick start: an embedded OTLP receiver, the example services
-    /// (gateway → orders → worker) in this process, a few requests, and the verification on what
-    /// arrived. Prints the trace tree, its logs, the RED numbers and the report; exit 0 when
-    /// every check passed.
-    Demo(DemoArgs),
-}
-
-/// `obs demo`.
-#[derive(Debug, Args, Clone)]
-pub struct DemoArgs {
-    /// How many requests to send through the services.
-    #[arg(long, env = "OBS_DEMO_REQUESTS", default_value_t = 3)]
-    pub requests: u32,
-    /// Keep the receiver listening and print traces as they arrive, until Ctrl-C.
-    #[arg(long, env = "OBS_DEMO_KEEP")]
-    pub keep: bool,
 }
 
 const VERIFY_JSON: &str = "\

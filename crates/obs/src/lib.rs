@@ -4,7 +4,6 @@
 
 pub mod backends;
 pub mod cli;
-pub mod demo;
 pub mod exit_code;
 pub mod grafana;
 pub mod redact;

@@ -15,14 +15,6 @@ pub async fn run(command: Command) -> u8 {
         Command::Provision(args) => provision_command(args).await,
         Command::Verify(args) => verify_command(args).await,
         Command::Sidecar(args) => sidecar_command(*args).await,
-        Command::Demo(args) => match crate::demo::run(args.requests, args.keep).await {
-            Ok(true) => exit::OK,
-            Ok(false) => exit::FAILED,
-            Err(e) => {
-                eprintln!("obs demo: {e:#}");
-                exit::FAILED
-            }
-        },
         Command::Health(args) => {
             if crate::sidecar::health(args.listen).await {
                 exit::OK

@@ -80,12 +80,27 @@ pub struct Snapshot {
     pub metrics: Vec<ReceivedMetric>,
     /// Items and requests dropped because of [`MAX_ITEMS_PER_SIGNAL`].
     pub dropped: usize,
+    /// Items received since the start, kept or dropped: the newest
+    /// `received.spans - earlier.received.spans` spans are the ones that arrived since an
+    /// earlier snapshot, even after old ones were dropped.
+    pub received: Received,
     /// TLS handshakes that failed or timed out, on either listener (always 0 without TLS).
     ///
     /// A client that connects and leaves without a handshake counts too.
     pub tls_handshake_failures: u64,
     /// Why the latest TLS handshake failed: listener, client address and the rustls error.
     pub last_tls_error: Option<String>,
+}
+
+/// Counts of items received since the receiver started, including those dropped since.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Spans.
+    pub spans: u64,
+    /// Log records.
+    pub log_records: u64,
+    /// Metrics (one per metric, not per point).
+    pub metrics: u64,
 }
 
 /// An OTLP signal.

@@ -41,6 +41,8 @@ trait Export: Message + Default + Send + 'static {
     fn flatten(self, transport: Transport) -> Vec<Self::Item>;
     /// Where the items are kept.
     fn items(store: &mut Snapshot) -> &mut Vec<Self::Item>;
+    /// Where the items are counted.
+    fn received(store: &mut Snapshot) -> &mut u64;
     fn response(rejected: i64, error_message: String) -> Self::Response;
 }
 
@@ -73,6 +75,9 @@ macro_rules! export_impl {
             }
             fn items(store: &mut Snapshot) -> &mut Vec<$received> {
                 &mut store.$store
+            }
+            fn received(store: &mut Snapshot) -> &mut u64 {
+                &mut store.received.$store
             }
             fn response(rejected: i64, error_message: String) -> $resp {
                 let partial = rejected != 0 || !error_message.is_empty();
@@ -141,7 +146,11 @@ impl Shared {
                 .filter(|e| e != "identity"),
             item_count: items.len(),
         };
-        self.store(|s| push_capped(&mut s.requests, vec![info]) + push_capped(R::items(s), items));
+        let count = u64::try_from(items.len()).unwrap_or(u64::MAX);
+        self.store(|s| {
+            *R::received(s) = R::received(s).saturating_add(count);
+            push_capped(&mut s.requests, vec![info]) + push_capped(R::items(s), items)
+        });
         Ok(R::response(rejected, message))
     }
 }

@@ -1,4 +1,4 @@
-//! What `obs demo`'s embedded receiver (this crate) does with hostile exports: random bytes,
+//! What the demo's (`cargo run -p demo`) embedded receiver (this crate) does with hostile exports: random bytes,
 //! damaged valid requests, any content type, a gzip bomb, an oversized gRPC message. It answers
 //! every one with a 4xx (OTLP/HTTP) or an error status (gRPC), never a 5xx or a hang, keeps
 //! nothing from them, and still accepts a good export afterwards.

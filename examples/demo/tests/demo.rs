@@ -1,13 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! `obs demo`, run as a user runs it: no Docker, no backends.
+//! `cargo run -p demo`, run as a user runs it: no Docker, no backends.
 
 use std::collections::BTreeSet;
 use std::process::Command;
 
 #[test]
 fn the_demo_exits_0_and_prints_one_trace_across_three_services() {
-    let output = Command::new(env!("CARGO_BIN_EXE_obs"))
-        .args(["demo", "--requests", "2"])
+    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["--requests", "2"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .output()
@@ -56,4 +56,46 @@ fn the_demo_exits_0_and_prints_one_trace_across_three_services() {
         "the worker's log line is in the trace: {stdout}"
     );
     assert_eq!(stdout.matches("PASS trace").count(), 2, "{stdout}");
+}
+
+#[test]
+fn help_teaches_the_demo_and_documents_its_exit_codes() {
+    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "--requests",
+        "--keep",
+        "DEMO_REQUESTS",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "0  every check passed",
+        "1  a check failed",
+        "2  usage error",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}
+
+#[test]
+fn a_bad_flag_is_a_usage_error_with_exit_code_2() {
+    for args in [
+        &["--no-such-flag"][..],
+        &["--requests", "0"],
+        &["--requests", "many"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_demo"))
+            .args(args)
+            .env_remove("DEMO_REQUESTS")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--requests") || stderr.contains("--no-such-flag"),
+            "{stderr}"
+        );
+    }
 }

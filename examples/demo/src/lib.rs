@@ -1,4 +1,4 @@
-//! `obs demo`: the zero-dependency quick start. An embedded OTLP receiver (gRPC and HTTP on
+//! The zero-dependency quick start (`cargo run -p demo`). An embedded OTLP receiver (gRPC and HTTP on
 //! loopback) keeps what it receives in memory; the example services (gateway → orders → worker)
 //! run in this process, each with its own telemetry instance; a few requests go through them;
 //! then the same trace judgement `obs verify` applies to Tempo and Jaeger runs on what arrived,
@@ -7,17 +7,22 @@
 //! Memory is bounded: the receiver keeps at most `otlp_receiver::MAX_ITEMS_PER_SIGNAL` items per
 //! signal and drops the oldest beyond that.
 
-use std::collections::BTreeMap;
+//!
+//! It lives in its own example crate so the shipped `obs` binary links neither the example
+//! services nor the receiver; it uses `obs`'s library for the trace checks.
+
+pub mod print;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use obs::backends::{Span, Trace};
+use obs::verify::probe::Probe;
+use obs::verify::{Status, judge_trace};
 use otlp_receiver::{OtlpReceiver, Snapshot};
 use platform_telemetry::Telemetry;
 use tracing::instrument::WithSubscriber as _;
-
-use crate::backends::{Span, Trace};
-use crate::verify::probe::Probe;
-use crate::verify::{Status, judge_trace};
 
 /// The spans one request must produce, as `(service, span name)`.
 pub const EXPECTED: &[(&str, &str)] = &[
@@ -62,60 +67,79 @@ pub fn trace_from(snapshot: &Snapshot, trace_id: &str) -> Trace {
     }
 }
 
-/// The trace as an indented tree: service, span name, duration, status.
-pub fn render_tree(snapshot: &Snapshot, trace_id: &str) -> String {
-    let spans: Vec<_> = snapshot
-        .spans
-        .iter()
-        .filter(|s| s.trace_id_hex() == trace_id)
-        .collect();
-    let mut children: BTreeMap<Option<String>, Vec<&otlp_receiver::ReceivedSpan>> = BTreeMap::new();
-    for span in &spans {
-        let parent = span
-            .parent_span_id_hex()
-            .filter(|p| spans.iter().any(|s| &s.span_id_hex() == p));
-        children.entry(parent).or_default().push(span);
-    }
-    for list in children.values_mut() {
-        list.sort_by_key(|s| s.span.start_time_unix_nano);
-    }
-    fn walk(
-        out: &mut String,
-        children: &BTreeMap<Option<String>, Vec<&otlp_receiver::ReceivedSpan>>,
-        parent: Option<String>,
-        depth: usize,
-    ) {
-        for span in children.get(&parent).into_iter().flatten() {
-            let ms = span
-                .span
-                .end_time_unix_nano
-                .saturating_sub(span.span.start_time_unix_nano) as f64
-                / 1e6;
-            let status = match span.span.status.as_ref().map(|s| s.code) {
-                Some(2) => "ERROR",
-                Some(1) => "OK",
-                _ => "unset",
-            };
-            out.push_str(&format!(
-                "  {}{:<10} {:<28} {:>8.2} ms  {status}\n",
-                "  ".repeat(depth),
-                span.service_name().unwrap_or_default(),
-                span.name(),
-                ms
-            ));
-            walk(out, children, Some(span.span_id_hex()), depth + 1);
-        }
-    }
-    let mut out = String::new();
-    walk(&mut out, &children, None, 0);
-    out
-}
-
 async fn serve(router: axum::Router) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(format!("http://{address}"))
+}
+
+/// The spans of the trace with hex id `trace_id`, as a tree.
+fn render_trace_hex(snapshot: &Snapshot, trace_id: &str) -> String {
+    let spans: Vec<_> = snapshot
+        .spans
+        .iter()
+        .filter(|s| s.trace_id_hex() == trace_id)
+        .collect();
+    print::render_tree(&spans)
+}
+
+/// `--keep`: once a second, prints the tree of every trace that received spans, and every new
+/// log record, until Ctrl-C.
+async fn follow(receiver: &OtlpReceiver) {
+    let mut printed = receiver.snapshot().received;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {
+                let snapshot = receiver.snapshot();
+                let received = snapshot.received;
+                print!("{}", news(&snapshot, printed));
+                printed = received;
+            }
+        }
+    }
+}
+
+/// What arrived since `printed`: the tree of each trace that got new spans (the whole trace as
+/// received so far), then each new log record.
+pub fn news(snapshot: &Snapshot, printed: otlp_receiver::Received) -> String {
+    let new_spans = usize::try_from(snapshot.received.spans.saturating_sub(printed.spans))
+        .unwrap_or(usize::MAX)
+        .min(snapshot.spans.len());
+    let new_logs = usize::try_from(
+        snapshot
+            .received
+            .log_records
+            .saturating_sub(printed.log_records),
+    )
+    .unwrap_or(usize::MAX)
+    .min(snapshot.log_records.len());
+    let mut out = String::new();
+    // One pass to find the traces, one to gather their spans: linear in the spans kept.
+    let touched: BTreeSet<&[u8]> = snapshot.spans[snapshot.spans.len() - new_spans..]
+        .iter()
+        .map(|s| s.span.trace_id.as_slice())
+        .collect();
+    let mut traces: BTreeMap<&[u8], Vec<&otlp_receiver::ReceivedSpan>> = BTreeMap::new();
+    for span in &snapshot.spans {
+        if touched.contains(span.span.trace_id.as_slice()) {
+            traces.entry(&span.span.trace_id).or_default().push(span);
+        }
+    }
+    for (trace_id, spans) in traces {
+        out.push_str(&format!("\nTrace {}:\n", otlp_receiver::hex(trace_id)));
+        out.push_str(&print::render_tree(&spans));
+    }
+    if new_logs > 0 {
+        out.push_str("\nLog records:\n");
+        for record in &snapshot.log_records[snapshot.log_records.len() - new_logs..] {
+            out.push_str(&print::log_line(record));
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Runs the demo; `keep` leaves the receiver listening and prints traces as they arrive.
@@ -150,7 +174,8 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
     let started = SystemTime::now();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
-        .build()?;
+        .build()
+        .context("cannot build the HTTP client")?;
     let mut trace_ids = Vec::new();
     for id in 1..=requests.max(1) {
         let response = client
@@ -188,20 +213,14 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
 
     let first = trace_ids.first().cloned().unwrap_or_default();
     println!("\nTrace {first}:");
-    print!("{}", render_tree(&snapshot, &first));
+    print!("{}", render_trace_hex(&snapshot, &first));
     println!("\nLogs of that trace:");
     for record in snapshot
         .log_records
         .iter()
         .filter(|l| l.trace_id_hex().as_deref() == Some(first.as_str()))
     {
-        println!(
-            "  {:<8} {:<5} {}  span_id={}",
-            record.service_name().unwrap_or_default(),
-            record.record.severity_text,
-            record.body_text().unwrap_or_default(),
-            record.span_id_hex().unwrap_or_default()
-        );
+        println!("{}", print::log_line(record));
     }
     println!("\nRED (from each service's /metrics):");
     for (name, t) in [("gateway", &gateway_t), ("orders", &orders_t)] {
@@ -295,31 +314,7 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
             receiver.http_endpoint(),
             receiver.grpc_endpoint()
         );
-        let mut seen: std::collections::BTreeSet<String> = receiver
-            .snapshot()
-            .spans
-            .iter()
-            .map(|s| s.trace_id_hex())
-            .collect();
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    let snapshot = receiver.snapshot();
-                    let new: std::collections::BTreeSet<String> = snapshot
-                        .spans
-                        .iter()
-                        .map(|s| s.trace_id_hex())
-                        .filter(|t| !seen.contains(t))
-                        .collect();
-                    for trace_id in new {
-                        println!("\nTrace {trace_id}:");
-                        print!("{}", render_tree(&snapshot, &trace_id));
-                        seen.insert(trace_id);
-                    }
-                }
-            }
-        }
+        follow(&receiver).await;
     }
     for t in [gateway_t, orders_t, worker_t] {
         let _ = t.shutdown();
