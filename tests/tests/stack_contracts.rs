@@ -583,6 +583,11 @@ fn listeners(compose: &Yaml) -> BTreeMap<String, Vec<Listener>> {
                 Proto::Http,
                 &format!("{COMPOSE} prometheus.command"),
             )],
+            "alertmanager" => vec![listener(
+                &flag(&command, &["--web.listen-address"]).unwrap_or_else(|| "0.0.0.0:9093".into()),
+                Proto::Http,
+                &format!("{COMPOSE} alertmanager.command"),
+            )],
             "grafana" => vec![listener(
                 &format!(
                     "{}:{}",
@@ -841,6 +846,8 @@ fn image_tools(image: &str) -> &'static [&'static str] {
         "nats" if image.ends_with("-alpine") => &["wget"],
         // BusyBox-based, and promtool.
         "prom/prometheus" => &["wget", "/bin/promtool"],
+        // quay.io/prometheus/busybox base: BusyBox wget, and amtool beside alertmanager.
+        "prom/alertmanager" => &["wget", "/bin/amtool"],
         // Distroless: only their binary.
         "grafana/tempo" => &["/tempo"],
         "grafana/loki" => &["/usr/bin/loki"],
@@ -1458,7 +1465,11 @@ fn the_grafana_datasources_point_at_listeners() {
             problems.push(e);
         }
     }
-    assert_eq!(list.len(), 4);
+    assert_eq!(
+        list.len(),
+        5,
+        "prometheus, loki, tempo, jaeger, alertmanager"
+    );
     // Grafana mounts the provisioning directory and the dashboards where the provider looks.
     let grafana = &compose["services"]["grafana"];
     let provider = yaml("grafana/provisioning/dashboards/dashboards.yaml");

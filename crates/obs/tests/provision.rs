@@ -135,7 +135,7 @@ fn a_fresh_grafana_gets_every_datasource_folder_and_dashboard_then_a_rerun_write
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(
         uids(&grafana.datasources()),
-        ["jaeger", "loki", "prometheus", "tempo"]
+        ["alertmanager", "jaeger", "loki", "prometheus", "tempo"]
     );
     let dashboards = grafana.dashboards();
     assert_eq!(dashboards.len(), files.dashboard_files().len(), "{run:?}");
@@ -145,7 +145,7 @@ fn a_fresh_grafana_gets_every_datasource_folder_and_dashboard_then_a_rerun_write
             .all(|d| d["folderUid"] == "obs-platform" || d["meta"]["folderUid"] == "obs-platform"),
         "dashboards live in the folder of their directory: {dashboards:#?}"
     );
-    assert!(run.stdout.contains("datasources: 4 created"), "{run:?}");
+    assert!(run.stdout.contains("datasources: 5 created"), "{run:?}");
     assert!(run.stdout.contains("Save & test"), "{run:?}");
 
     let writes_after_first = grafana.writes().len();
@@ -157,7 +157,7 @@ fn a_fresh_grafana_gets_every_datasource_folder_and_dashboard_then_a_rerun_write
         "the second run wrote: {again:?}"
     );
     assert!(
-        again.stdout.contains("datasources: 4 unchanged"),
+        again.stdout.contains("datasources: 5 unchanged"),
         "{again:?}"
     );
     assert!(!again.stdout.contains("created"), "{again:?}");
@@ -292,7 +292,7 @@ fn two_runs_at_once_leave_no_duplicates() {
     assert_eq!(b.code, Some(0), "{b:?}");
     assert_eq!(
         uids(&grafana.datasources()),
-        ["jaeger", "loki", "prometheus", "tempo"]
+        ["alertmanager", "jaeger", "loki", "prometheus", "tempo"]
     );
     assert_eq!(grafana.dashboards().len(), files.dashboard_files().len());
     assert_eq!(grafana.folders().len(), 1);
@@ -365,7 +365,7 @@ fn a_grafana_that_starts_late_and_migrates_is_waited_for() {
     .unwrap();
     let run = finish(child.wait_with_output().unwrap());
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert_eq!(grafana.datasources().len(), 4);
+    assert_eq!(grafana.datasources().len(), 5);
 }
 
 #[test]
@@ -396,7 +396,7 @@ fn server_errors_are_retried_with_backoff() {
     grafana.fail_next(2, 500);
     let run = obs(grafana.url(), &files, &[], &token_env());
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert_eq!(grafana.datasources().len(), 4);
+    assert_eq!(grafana.datasources().len(), 5);
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn readiness_flips_only_after_grafana_is_provisioned() {
         "ready",
         |s, _| s == 200,
     );
-    assert_eq!(grafana.datasources().len(), 4);
+    assert_eq!(grafana.datasources().len(), 5);
     let metrics = eventually(
         &format!("{}/metrics", sidecar.url),
         Duration::from_secs(10),
