@@ -528,3 +528,167 @@ fn a_title_taken_by_another_dashboard_is_a_clear_conflict() {
         "{run:?}"
     );
 }
+
+fn write_json(path: &Path, json: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_string_pretty(json).unwrap()).unwrap();
+}
+
+#[test]
+fn a_forbidden_write_stops_the_run_like_a_forbidden_read_naming_the_credential() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    let extra = files.dashboards().join("platform/extra.json");
+    write_json(
+        &extra,
+        &serde_json::json!({"uid": "extra-dash", "title": "Extra", "panels": []}),
+    );
+    assert_eq!(obs(grafana.url(), &files, &[], &token_env()).code, Some(0));
+    std::fs::remove_file(&extra).unwrap();
+    // The token may read, but not delete this dashboard (Grafana's 403 access-denied body).
+    grafana.fail_next_on("DELETE", "/api/dashboards/uid/", 1, 403);
+    let run = obs(grafana.url(), &files, &["--prune"], &token_env());
+    assert_eq!(run.code, Some(4), "the auth exit code: {run:?}");
+    assert!(
+        run.stderr.contains("dashboards:delete")
+            && run.stderr.contains("--grafana-token / OBS_GRAFANA_TOKEN"),
+        "names the permission and the credential's source: {run:?}"
+    );
+    assert!(!run.stderr.contains(TOKEN) && !run.stdout.contains(TOKEN));
+
+    // A datasource update refused with 403 stops the run in the same way.
+    let ds = files.datasources().join("datasources.yaml");
+    let text = std::fs::read_to_string(&ds).unwrap();
+    std::fs::write(
+        &ds,
+        text.replace("http://loki:3100", "http://loki.example:3100"),
+    )
+    .unwrap();
+    grafana.fail_next_on("PUT", "/api/datasources/uid/loki", 1, 403);
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(run.stderr.contains("datasources:write"), "{run:?}");
+
+    // A token revoked mid-run (401 on a write) too.
+    grafana.fail_next_on("PUT", "/api/datasources/uid/loki", 1, 401);
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("rejected the service-account token from --grafana-token"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_grafana_served_under_a_path_prefix_is_provisioned_there() {
+    let grafana = GrafanaDouble::start(
+        GrafanaConfig::default()
+            .with_token(TOKEN, Role::Admin)
+            .with_sub_path("/grafana"),
+    )
+    .unwrap();
+    let files = Files::shipped();
+    let with_slash = format!("{}/", grafana.url());
+    let run = obs(&with_slash, &files, &[], &token_env());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        uids(&grafana.datasources()),
+        ["jaeger", "loki", "prometheus", "tempo"]
+    );
+    assert_eq!(grafana.dashboards().len(), files.dashboard_files().len());
+    assert!(
+        run.stdout.contains("Save & test") && !run.stdout.contains("FAILED"),
+        "{run:?}"
+    );
+    let again = obs(grafana.url(), &files, &["--prune"], &token_env());
+    assert_eq!(
+        again.code,
+        Some(0),
+        "without the trailing slash too: {again:?}"
+    );
+    assert!(
+        again.stdout.contains("dashboards: 3 unchanged"),
+        "{again:?}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn credentials_in_the_url_are_used_and_never_shown() {
+    let grafana = GrafanaDouble::start(
+        GrafanaConfig::default().with_basic_auth(Some(("admin", "url-pa55word"))),
+    )
+    .unwrap();
+    let files = Files::shipped();
+    let with_userinfo = grafana
+        .url()
+        .replacen("http://", "http://admin:url-pa55word@", 1);
+    let run = obs(&with_userinfo, &files, &[], &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("user:password in --grafana-url (OBS_GRAFANA_URL)")
+            && !run.stdout.contains("no credentials"),
+        "{run:?}"
+    );
+    for output in [&run.stdout, &run.stderr] {
+        assert!(!output.contains("url-pa55word"), "{run:?}");
+    }
+
+    let wrong = grafana
+        .url()
+        .replacen("http://", "http://admin:wr0ng-pw@", 1);
+    let run = obs(&wrong, &files, &[], &[]);
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(
+        run.stderr.contains("user:password in --grafana-url")
+            && !run.stderr.contains("no credentials"),
+        "{run:?}"
+    );
+    assert!(
+        !run.stderr.contains("wr0ng-pw") && !run.stdout.contains("wr0ng-pw"),
+        "{run:?}"
+    );
+
+    // Nor when Grafana never answers.
+    let port = api_doubles::reserve_port().unwrap();
+    let down = format!("http://admin:d0wn-pw@127.0.0.1:{port}");
+    let run = obs(&down, &files, &[], &[("OBS_WAIT", "1s")]);
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(
+        !run.stderr.contains("d0wn-pw") && !run.stdout.contains("d0wn-pw"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("http://127.0.0.1:{port}/api/health")),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn something_that_is_not_grafanas_api_is_named_as_such() {
+    // An auth proxy's sign-in page: 200 and HTML for every path.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(async move {
+        let page = || async { axum::response::Html("<html><body>Sign in</body></html>") };
+        let app = axum::Router::new().fallback(page);
+        let _ = axum::serve(listener, app).await;
+    });
+    let files = Files::shipped();
+    let run = obs(&url, &files, &[], &[("OBS_WAIT", "1s")]);
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("{url}/api/health"))
+            && run.stderr.contains("not as Grafana's HTTP API documents"),
+        "{run:?}"
+    );
+}

@@ -1,5 +1,6 @@
-//! Grafana: the HTTP client, the provisioning files, and provisioning itself.
+//! Grafana: the HTTP client, its typed API, the provisioning files, and provisioning itself.
 
+pub mod api;
 pub mod client;
 pub mod files;
 pub mod provision;
