@@ -529,6 +529,10 @@ fn a_title_taken_by_another_dashboard_is_a_clear_conflict() {
     );
 }
 
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 fn write_json(path: &Path, json: &serde_json::Value) {
     std::fs::write(path, serde_json::to_string_pretty(json).unwrap()).unwrap();
 }
@@ -612,7 +616,122 @@ fn a_grafana_served_under_a_path_prefix_is_provisioned_there() {
     );
 }
 
+#[test]
+fn uids_grafana_would_refuse_are_usage_errors_naming_file_field_and_fix() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    let ds = files.datasources().join("datasources.yaml");
+    let shipped = std::fs::read_to_string(&ds).unwrap();
+    std::fs::write(&ds, shipped.replacen("uid: loki", "uid: loki/logs", 1)).unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("datasources.yaml")
+            && run.stderr.contains("uid \"loki/logs\" contains '/'")
+            && run.stderr.contains("'-' or '_'"),
+        "{run:?}"
+    );
+    std::fs::write(&ds, &shipped).unwrap();
+
+    let path = files.dashboard_files()[0].clone();
+    let mut json = json_file(&path);
+    let long = "d".repeat(41);
+    json["uid"] = long.clone().into();
+    write_json(&path, &json);
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains(&path.display().to_string())
+            && run.stderr.contains("\"uid\"")
+            && run.stderr.contains("41 characters")
+            && run.stderr.contains("at most 40"),
+        "{run:?}"
+    );
+    assert!(
+        grafana.requests().is_empty(),
+        "refused before Grafana is contacted"
+    );
+}
+
+#[test]
+fn two_dashboard_directories_that_become_one_folder_are_an_error_naming_both() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    let other = files.dashboards().join("Platform!");
+    std::fs::create_dir(&other).unwrap();
+    write_json(
+        &other.join("x.json"),
+        &serde_json::json!({"uid": "x-dash", "title": "X", "panels": []}),
+    );
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let platform = files.dashboards().join("platform").display().to_string();
+    assert!(
+        run.stderr.contains(&platform)
+            && run.stderr.contains(&other.display().to_string())
+            && run.stderr.contains("\"obs-platform\"")
+            && run.stderr.contains("rename one"),
+        "{run:?}"
+    );
+    assert!(grafana.writes().is_empty());
+}
+
 #[cfg(unix)]
+#[test]
+fn the_dashboards_walk_survives_a_symlink_loop_and_bounds_size_and_depth() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    // platform/loop → platform: walking it naively finds every dashboard again and again.
+    std::os::unix::fs::symlink(
+        files.dashboards().join("platform"),
+        files.dashboards().join("platform/loop"),
+    )
+    .unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(grafana.dashboards().len(), files_in_platform(&files));
+
+    let big = files.dashboards().join("platform/big.json");
+    let padding = "x".repeat(10 * 1024 * 1024);
+    std::fs::write(
+        &big,
+        format!(r#"{{"uid":"big","title":"Big","description":"{padding}"}}"#),
+    )
+    .unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains(&big.display().to_string()) && run.stderr.contains("10 MiB"),
+        "{run:?}"
+    );
+    std::fs::remove_file(&big).unwrap();
+
+    let mut deep = files.dashboards().join("platform");
+    for level in 0..9 {
+        deep = deep.join(format!("d{level}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("nested more than 8 directories"),
+        "{run:?}"
+    );
+}
+
+fn files_in_platform(files: &Files) -> usize {
+    std::fs::read_dir(files.dashboards().join("platform"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count()
+}
+
 #[test]
 fn credentials_in_the_url_are_used_and_never_shown() {
     let grafana = GrafanaDouble::start(
