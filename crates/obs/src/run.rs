@@ -139,6 +139,9 @@ fn check_url(url: &str) -> anyhow::Result<()> {
 }
 
 async fn provision_command(args: ProvisionArgs) -> u8 {
+    if args.check {
+        return check_command(&args);
+    }
     let prepared = (|| -> anyhow::Result<(GrafanaClient, Desired)> {
         check_url(&args.grafana.grafana_url)?;
         let auth = auth(&args.grafana)?;
@@ -202,6 +205,31 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
             exit::FAILED
         }
     }
+}
+
+/// `obs provision --check`: every datasource and dashboard file validated offline, every
+/// problem reported.
+fn check_command(args: &ProvisionArgs) -> u8 {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let checked = files::check(&args.datasources, &args.dashboards, &lookup);
+    if checked.problems.is_empty() {
+        println!(
+            "All provisioning files are valid: {} datasources from {}, {} dashboards from {} (Grafana not contacted)",
+            checked.datasources,
+            args.datasources.display(),
+            checked.dashboards,
+            args.dashboards.display()
+        );
+        return exit::OK;
+    }
+    for problem in &checked.problems {
+        eprintln!("obs provision --check: {}", crate::redact::text(problem));
+    }
+    eprintln!(
+        "obs provision --check: {} problem(s) in the provisioning files",
+        checked.problems.len()
+    );
+    exit::USAGE
 }
 
 /// Checks the verification flags and turns them into settings.

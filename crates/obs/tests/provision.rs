@@ -733,6 +733,44 @@ fn files_in_platform(files: &Files) -> usize {
 }
 
 #[test]
+fn check_validates_every_file_offline_and_lists_every_problem() {
+    let files = Files::shipped();
+    // Nothing listens here, and no credentials are given: --check needs neither.
+    let nowhere = format!("http://127.0.0.1:{}", api_doubles::reserve_port().unwrap());
+    let run = obs(&nowhere, &files, &["--check"], &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.contains("4 datasources") && run.stdout.contains("3 dashboards"),
+        "{run:?}"
+    );
+
+    let dashboards = files.dashboard_files();
+    std::fs::write(&dashboards[0], "{ \"uid\": ").unwrap();
+    let mut json = json_file(&dashboards[1]);
+    json["uid"] = "has space".into();
+    write_json(&dashboards[1], &json);
+    let mut json = json_file(&dashboards[2]);
+    json["panels"] = serde_json::json!([
+        {"type": "timeseries", "title": "A", "datasource": {"uid": "nope-1"}},
+        {"type": "timeseries", "title": "B", "datasource": {"uid": "nope-2"}}
+    ]);
+    write_json(&dashboards[2], &json);
+    let run = obs(&nowhere, &files, &["--check"], &[]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    for expected in [
+        dashboards[0].display().to_string(),
+        "not valid JSON".to_string(),
+        dashboards[1].display().to_string(),
+        "\"has space\" contains ' '".to_string(),
+        "\"nope-1\"".to_string(),
+        "\"nope-2\"".to_string(),
+        "4 problem(s)".to_string(),
+    ] {
+        assert!(run.stderr.contains(&expected), "{expected}: {run:?}");
+    }
+}
+
+#[test]
 fn credentials_in_the_url_are_used_and_never_shown() {
     let grafana = GrafanaDouble::start(
         GrafanaConfig::default().with_basic_auth(Some(("admin", "url-pa55word"))),
