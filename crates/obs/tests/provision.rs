@@ -733,6 +733,54 @@ fn files_in_platform(files: &Files) -> usize {
 }
 
 #[test]
+fn a_changed_secret_reaches_grafana_and_an_unchanged_one_writes_nothing() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    std::fs::write(
+        files.datasources().join("secret.yaml"),
+        "apiVersion: 1\ndatasources:\n  - name: Secured\n    type: prometheus\n    uid: secured\n    url: http://secured:9090\n    basicAuth: true\n    basicAuthUser: reader\n    secureJsonData:\n      basicAuthPassword: ${SECURED_PASSWORD}\n",
+    )
+    .unwrap();
+    let with =
+        |password: &'static str| [("OBS_GRAFANA_TOKEN", TOKEN), ("SECURED_PASSWORD", password)];
+    assert_eq!(
+        obs(grafana.url(), &files, &[], &with("first-pass-111")).code,
+        Some(0)
+    );
+    let stored = grafana
+        .datasources()
+        .into_iter()
+        .find(|d| d["uid"] == "secured")
+        .unwrap();
+    assert_eq!(stored["secureJsonFields"]["basicAuthPassword"], true);
+    assert!(
+        !stored.to_string().contains("first-pass-111"),
+        "Grafana shows no secret, and neither does the digest: {stored}"
+    );
+
+    let before = grafana.writes().len();
+    let run = obs(grafana.url(), &files, &[], &with("second-pass-222"));
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        grafana.secure_json_data("secured").unwrap()["basicAuthPassword"],
+        "second-pass-222",
+        "the changed secret reached Grafana: {run:?}"
+    );
+    assert!(run.stdout.contains("updated (secureJsonData)"), "{run:?}");
+    assert_eq!(grafana.writes().len(), before + 1, "one write: {run:?}");
+    assert!(!run.stdout.contains("second-pass-222") && !run.stderr.contains("second-pass-222"));
+
+    let before = grafana.writes().len();
+    let run = obs(grafana.url(), &files, &[], &with("second-pass-222"));
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        grafana.writes().len(),
+        before,
+        "unchanged secret, no write: {run:?}"
+    );
+}
+
+#[test]
 fn check_validates_every_file_offline_and_lists_every_problem() {
     let files = Files::shipped();
     // Nothing listens here, and no credentials are given: --check needs neither.

@@ -4,3 +4,4 @@ pub mod api;
 pub mod client;
 pub mod files;
 pub mod provision;
+pub mod secure;

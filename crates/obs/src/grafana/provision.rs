@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::api::{self, Datasource, DatasourceBody, DatasourceListItem, NewFolder, SaveDashboard};
 use super::client::{ApiError, GrafanaClient};
 use super::files::{DashboardFile, DatasourceSpec, Datasources, FolderSpec};
+use super::secure;
 
 /// The tag `obs` adds to the dashboards it uploads; `--prune` only ever deletes dashboards that
 /// carry it.
@@ -273,9 +274,13 @@ fn json_data(spec: &DatasourceSpec) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// The datasource body Grafana's create and update APIs take.
+/// The datasource body Grafana's create and update APIs take; with secrets, `jsonData` carries
+/// their fresh digest.
 fn datasource_body(spec: &DatasourceSpec) -> DatasourceBody {
-    let json_data = json_data(spec);
+    let mut json_data = json_data(spec);
+    if let Some(secure) = &spec.secure_json_data {
+        json_data.insert(secure::DIGEST_KEY.into(), json!(secure::digest(secure)));
+    }
     DatasourceBody {
         uid: spec.uid.clone(),
         name: spec.name.clone(),
@@ -294,9 +299,11 @@ fn datasource_body(spec: &DatasourceSpec) -> DatasourceBody {
 }
 
 /// The fields where Grafana's datasource differs from the spec. Secrets count as different when
-/// one is not set in Grafana.
+/// one is not set in Grafana, or (for datasources obs writes) when the digest obs stored does
+/// not match the files' secrets.
 fn datasource_drift(spec: &DatasourceSpec, current: &Datasource) -> Vec<String> {
-    let have_json = current.json_data.clone();
+    let mut have_json = current.json_data.clone();
+    let stored_digest = have_json.remove(secure::DIGEST_KEY);
     let want = |v: Option<&String>| v.cloned().unwrap_or_default();
     let fields = [
         ("name", spec.name == current.name),
@@ -335,7 +342,13 @@ fn datasource_drift(spec: &DatasourceSpec, current: &Datasource) -> Vec<String> 
         let missing = secure
             .keys()
             .any(|k| current.secure_json_fields.get(k) != Some(&true));
-        if missing {
+        // File provisioning keeps no digest: for those only presence can be compared.
+        let changed = !current.read_only
+            && !stored_digest
+                .as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(|d| secure::matches(d, secure));
+        if missing || changed {
             drift.push("secureJsonData".to_string());
         }
     }
