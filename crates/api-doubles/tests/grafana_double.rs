@@ -842,6 +842,55 @@ async fn injected_failures_come_first_then_service_resumes() {
 }
 
 #[tokio::test]
+async fn targeted_failures_hit_only_their_route_with_grafanas_bodies() {
+    let grafana = start();
+    let api = Api::admin(&grafana);
+    api.post("/api/datasources", tempo("tempo", "Tempo")).await;
+    grafana.fail_next_on("delete", "/api/datasources/uid/", 1, 403);
+    assert_eq!(api.get("/api/datasources/uid/tempo").await.0, 200);
+    let (status, body) = api.delete("/api/datasources/uid/tempo").await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["message"],
+        "You'll need additional permissions to perform this action. Permissions needed: datasources:delete"
+    );
+    assert_eq!(grafana.datasources().len(), 1, "nothing deleted");
+    assert_eq!(api.delete("/api/datasources/uid/tempo").await.0, 200);
+
+    grafana.fail_next_on("GET", "/api/search", 1, 401);
+    let (status, body) = api.get("/api/search").await;
+    assert_eq!(
+        (status, body["messageId"].clone()),
+        (401, json!("auth.unauthorized"))
+    );
+}
+
+#[tokio::test]
+async fn a_sub_path_grafana_serves_only_under_it() {
+    let grafana = GrafanaDouble::start(GrafanaConfig::default().with_sub_path("grafana/")).unwrap();
+    assert!(grafana.url().ends_with("/grafana"), "{}", grafana.url());
+    let api = Api::admin(&grafana);
+    assert_eq!(api.get("/api/health").await.1["database"], "ok");
+    let (status, _) = api.post("/api/datasources", tempo("tempo", "Tempo")).await;
+    assert_eq!(status, 200);
+    let root = grafana.url().trim_end_matches("/grafana").to_owned();
+    let outside = Api::new(&root, Cred::Basic("admin", "admin"));
+    assert_eq!(outside.get("/api/health").await.0, 404);
+    assert_eq!(outside.get("/api/datasources").await.0, 404);
+    let paths: Vec<String> = grafana.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/api/health",
+            "/api/datasources",
+            "/api/health",
+            "/api/datasources"
+        ],
+        "recorded without the sub path"
+    );
+}
+
+#[tokio::test]
 async fn requests_and_writes_are_recorded() {
     let grafana = start();
     let api = Api::admin(&grafana);

@@ -203,6 +203,10 @@ pub struct ProvisionArgs {
     /// Skip Grafana's own datasource test after applying.
     #[arg(long, env = "OBS_SKIP_HEALTH_CHECK")]
     pub skip_health_check: bool,
+    /// Only validate the datasource and dashboard files, offline (no Grafana, no credentials):
+    /// every problem is listed; exit 0 when all are valid, 2 when any is not.
+    #[arg(long, env = "OBS_CHECK")]
+    pub check: bool,
     /// Timeout of each HTTP call to Grafana (e.g. 10s, 500ms).
     #[arg(long, env = "OBS_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub http_timeout: Duration,

@@ -34,8 +34,43 @@ fn read_secret(path: &Path, flag: &str) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-/// Resolves the credentials from flags, environment and files.
+/// Where URL userinfo credentials are said to come from.
+const URL_USERINFO: &str = "the user:password in --grafana-url (OBS_GRAFANA_URL)";
+
+/// Resolves the credentials from flags, environment, files and the URL's userinfo
+/// (`http://user:password@grafana:3000`, taken as basic auth).
 pub fn auth(args: &GrafanaArgs) -> anyhow::Result<Auth> {
+    let userinfo = reqwest::Url::parse(&args.grafana_url)
+        .ok()
+        .filter(crate::redact::has_userinfo)
+        .map(|url| {
+            // Url keeps userinfo percent-encoded; the credential is the decoded text.
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (
+                decode(url.username()),
+                url.password().map(decode).unwrap_or_default(),
+            )
+        });
+    let explicit = args.grafana_token.is_some()
+        || args.grafana_token_file.is_some()
+        || args.grafana_user.is_some()
+        || args.grafana_password.is_some()
+        || args.grafana_password_file.is_some();
+    if let Some((user, password)) = userinfo {
+        anyhow::ensure!(
+            !explicit,
+            "--grafana-url (OBS_GRAFANA_URL) carries a user:password and a token or user is set too; keep one"
+        );
+        return Ok(Auth::Basic {
+            user,
+            password,
+            source: URL_USERINFO.to_string(),
+        });
+    }
     let token = match (&args.grafana_token, &args.grafana_token_file) {
         (Some(_), Some(_)) => anyhow::bail!(
             "both --grafana-token (OBS_GRAFANA_TOKEN) and --grafana-token-file (OBS_GRAFANA_TOKEN_FILE) are set; keep one"
@@ -89,12 +124,16 @@ fn check_url(url: &str) -> anyhow::Result<()> {
         && reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some());
     anyhow::ensure!(
         ok,
-        "--grafana-url (OBS_GRAFANA_URL) {url:?} is not an http(s) URL; write it like http://grafana:3000"
+        "--grafana-url (OBS_GRAFANA_URL) {:?} is not an http(s) URL; write it like http://grafana:3000",
+        crate::redact::url(url)
     );
     Ok(())
 }
 
 async fn provision_command(args: ProvisionArgs) -> u8 {
+    if args.check {
+        return check_command(&args);
+    }
     let prepared = (|| -> anyhow::Result<(GrafanaClient, Desired)> {
         check_url(&args.grafana.grafana_url)?;
         let auth = auth(&args.grafana)?;
@@ -114,7 +153,7 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
     let (client, desired) = match prepared {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("obs provision: {e:#}");
+            eprintln!("obs provision: {}", crate::redact::error(&e));
             return exit::USAGE;
         }
     };
@@ -158,6 +197,31 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
             exit::FAILED
         }
     }
+}
+
+/// `obs provision --check`: every datasource and dashboard file validated offline, every
+/// problem reported.
+fn check_command(args: &ProvisionArgs) -> u8 {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let checked = files::check(&args.datasources, &args.dashboards, &lookup);
+    if checked.problems.is_empty() {
+        println!(
+            "All provisioning files are valid: {} datasources from {}, {} dashboards from {} (Grafana not contacted)",
+            checked.datasources,
+            args.datasources.display(),
+            checked.dashboards,
+            args.dashboards.display()
+        );
+        return exit::OK;
+    }
+    for problem in &checked.problems {
+        eprintln!("obs provision --check: {}", crate::redact::text(problem));
+    }
+    eprintln!(
+        "obs provision --check: {} problem(s) in the provisioning files",
+        checked.problems.len()
+    );
+    exit::USAGE
 }
 
 async fn verify_command(args: VerifyArgs) -> u8 {

@@ -528,3 +528,372 @@ fn a_title_taken_by_another_dashboard_is_a_clear_conflict() {
         "{run:?}"
     );
 }
+
+fn json_file(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn write_json(path: &Path, json: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_string_pretty(json).unwrap()).unwrap();
+}
+
+#[test]
+fn a_forbidden_write_stops_the_run_like_a_forbidden_read_naming_the_credential() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    let extra = files.dashboards().join("platform/extra.json");
+    write_json(
+        &extra,
+        &serde_json::json!({"uid": "extra-dash", "title": "Extra", "panels": []}),
+    );
+    assert_eq!(obs(grafana.url(), &files, &[], &token_env()).code, Some(0));
+    std::fs::remove_file(&extra).unwrap();
+    // The token may read, but not delete this dashboard (Grafana's 403 access-denied body).
+    grafana.fail_next_on("DELETE", "/api/dashboards/uid/", 1, 403);
+    let run = obs(grafana.url(), &files, &["--prune"], &token_env());
+    assert_eq!(run.code, Some(4), "the auth exit code: {run:?}");
+    assert!(
+        run.stderr.contains("dashboards:delete")
+            && run.stderr.contains("--grafana-token / OBS_GRAFANA_TOKEN"),
+        "names the permission and the credential's source: {run:?}"
+    );
+    assert!(!run.stderr.contains(TOKEN) && !run.stdout.contains(TOKEN));
+
+    // A datasource update refused with 403 stops the run in the same way.
+    let ds = files.datasources().join("datasources.yaml");
+    let text = std::fs::read_to_string(&ds).unwrap();
+    std::fs::write(
+        &ds,
+        text.replace("http://loki:3100", "http://loki.example:3100"),
+    )
+    .unwrap();
+    grafana.fail_next_on("PUT", "/api/datasources/uid/loki", 1, 403);
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(run.stderr.contains("datasources:write"), "{run:?}");
+
+    // A token revoked mid-run (401 on a write) too.
+    grafana.fail_next_on("PUT", "/api/datasources/uid/loki", 1, 401);
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("rejected the service-account token from --grafana-token"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_grafana_served_under_a_path_prefix_is_provisioned_there() {
+    let grafana = GrafanaDouble::start(
+        GrafanaConfig::default()
+            .with_token(TOKEN, Role::Admin)
+            .with_sub_path("/grafana"),
+    )
+    .unwrap();
+    let files = Files::shipped();
+    let with_slash = format!("{}/", grafana.url());
+    let run = obs(&with_slash, &files, &[], &token_env());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        uids(&grafana.datasources()),
+        ["alertmanager", "jaeger", "loki", "prometheus", "tempo"]
+    );
+    assert_eq!(grafana.dashboards().len(), files.dashboard_files().len());
+    assert!(
+        run.stdout.contains("Save & test") && !run.stdout.contains("FAILED"),
+        "{run:?}"
+    );
+    let again = obs(grafana.url(), &files, &["--prune"], &token_env());
+    assert_eq!(
+        again.code,
+        Some(0),
+        "without the trailing slash too: {again:?}"
+    );
+    assert!(
+        again.stdout.contains("dashboards: 3 unchanged"),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn uids_grafana_would_refuse_are_usage_errors_naming_file_field_and_fix() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    let ds = files.datasources().join("datasources.yaml");
+    let shipped = std::fs::read_to_string(&ds).unwrap();
+    std::fs::write(&ds, shipped.replacen("uid: loki", "uid: loki/logs", 1)).unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("datasources.yaml")
+            && run.stderr.contains("uid \"loki/logs\" contains '/'")
+            && run.stderr.contains("'-' or '_'"),
+        "{run:?}"
+    );
+    std::fs::write(&ds, &shipped).unwrap();
+
+    let path = files.dashboard_files()[0].clone();
+    let mut json = json_file(&path);
+    let long = "d".repeat(41);
+    json["uid"] = long.clone().into();
+    write_json(&path, &json);
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains(&path.display().to_string())
+            && run.stderr.contains("\"uid\"")
+            && run.stderr.contains("41 characters")
+            && run.stderr.contains("at most 40"),
+        "{run:?}"
+    );
+    assert!(
+        grafana.requests().is_empty(),
+        "refused before Grafana is contacted"
+    );
+}
+
+#[test]
+fn two_dashboard_directories_that_become_one_folder_are_an_error_naming_both() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    let other = files.dashboards().join("Platform!");
+    std::fs::create_dir(&other).unwrap();
+    write_json(
+        &other.join("x.json"),
+        &serde_json::json!({"uid": "x-dash", "title": "X", "panels": []}),
+    );
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    let platform = files.dashboards().join("platform").display().to_string();
+    assert!(
+        run.stderr.contains(&platform)
+            && run.stderr.contains(&other.display().to_string())
+            && run.stderr.contains("\"obs-platform\"")
+            && run.stderr.contains("rename one"),
+        "{run:?}"
+    );
+    assert!(grafana.writes().is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_dashboards_walk_survives_a_symlink_loop_and_bounds_size_and_depth() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    // platform/loop → platform: walking it naively finds every dashboard again and again.
+    std::os::unix::fs::symlink(
+        files.dashboards().join("platform"),
+        files.dashboards().join("platform/loop"),
+    )
+    .unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(grafana.dashboards().len(), files_in_platform(&files));
+
+    let big = files.dashboards().join("platform/big.json");
+    let padding = "x".repeat(10 * 1024 * 1024);
+    std::fs::write(
+        &big,
+        format!(r#"{{"uid":"big","title":"Big","description":"{padding}"}}"#),
+    )
+    .unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains(&big.display().to_string()) && run.stderr.contains("10 MiB"),
+        "{run:?}"
+    );
+    std::fs::remove_file(&big).unwrap();
+
+    let mut deep = files.dashboards().join("platform");
+    for level in 0..9 {
+        deep = deep.join(format!("d{level}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let run = obs(grafana.url(), &files, &[], &token_env());
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.contains("nested more than 8 directories"),
+        "{run:?}"
+    );
+}
+
+fn files_in_platform(files: &Files) -> usize {
+    std::fs::read_dir(files.dashboards().join("platform"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count()
+}
+
+#[test]
+fn a_changed_secret_reaches_grafana_and_an_unchanged_one_writes_nothing() {
+    let grafana = grafana();
+    let files = Files::shipped();
+    std::fs::write(
+        files.datasources().join("secret.yaml"),
+        "apiVersion: 1\ndatasources:\n  - name: Secured\n    type: prometheus\n    uid: secured\n    url: http://secured:9090\n    basicAuth: true\n    basicAuthUser: reader\n    secureJsonData:\n      basicAuthPassword: ${SECURED_PASSWORD}\n",
+    )
+    .unwrap();
+    let with =
+        |password: &'static str| [("OBS_GRAFANA_TOKEN", TOKEN), ("SECURED_PASSWORD", password)];
+    assert_eq!(
+        obs(grafana.url(), &files, &[], &with("first-pass-111")).code,
+        Some(0)
+    );
+    let stored = grafana
+        .datasources()
+        .into_iter()
+        .find(|d| d["uid"] == "secured")
+        .unwrap();
+    assert_eq!(stored["secureJsonFields"]["basicAuthPassword"], true);
+    assert!(
+        !stored.to_string().contains("first-pass-111"),
+        "Grafana shows no secret, and neither does the digest: {stored}"
+    );
+
+    let before = grafana.writes().len();
+    let run = obs(grafana.url(), &files, &[], &with("second-pass-222"));
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        grafana.secure_json_data("secured").unwrap()["basicAuthPassword"],
+        "second-pass-222",
+        "the changed secret reached Grafana: {run:?}"
+    );
+    assert!(run.stdout.contains("updated (secureJsonData)"), "{run:?}");
+    assert_eq!(grafana.writes().len(), before + 1, "one write: {run:?}");
+    assert!(!run.stdout.contains("second-pass-222") && !run.stderr.contains("second-pass-222"));
+
+    let before = grafana.writes().len();
+    let run = obs(grafana.url(), &files, &[], &with("second-pass-222"));
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        grafana.writes().len(),
+        before,
+        "unchanged secret, no write: {run:?}"
+    );
+}
+
+#[test]
+fn check_validates_every_file_offline_and_lists_every_problem() {
+    let files = Files::shipped();
+    // Nothing listens here, and no credentials are given: --check needs neither.
+    let nowhere = format!("http://127.0.0.1:{}", api_doubles::reserve_port().unwrap());
+    let run = obs(&nowhere, &files, &["--check"], &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.contains("5 datasources") && run.stdout.contains("3 dashboards"),
+        "{run:?}"
+    );
+
+    let dashboards = files.dashboard_files();
+    std::fs::write(&dashboards[0], "{ \"uid\": ").unwrap();
+    let mut json = json_file(&dashboards[1]);
+    json["uid"] = "has space".into();
+    write_json(&dashboards[1], &json);
+    let mut json = json_file(&dashboards[2]);
+    json["panels"] = serde_json::json!([
+        {"type": "timeseries", "title": "A", "datasource": {"uid": "nope-1"}},
+        {"type": "timeseries", "title": "B", "datasource": {"uid": "nope-2"}}
+    ]);
+    write_json(&dashboards[2], &json);
+    let run = obs(&nowhere, &files, &["--check"], &[]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    for expected in [
+        dashboards[0].display().to_string(),
+        "not valid JSON".to_string(),
+        dashboards[1].display().to_string(),
+        "\"has space\" contains ' '".to_string(),
+        "\"nope-1\"".to_string(),
+        "\"nope-2\"".to_string(),
+        "4 problem(s)".to_string(),
+    ] {
+        assert!(run.stderr.contains(&expected), "{expected}: {run:?}");
+    }
+}
+
+#[test]
+fn credentials_in_the_url_are_used_and_never_shown() {
+    let grafana = GrafanaDouble::start(
+        GrafanaConfig::default().with_basic_auth(Some(("admin", "url-pa55word"))),
+    )
+    .unwrap();
+    let files = Files::shipped();
+    let with_userinfo = grafana
+        .url()
+        .replacen("http://", "http://admin:url-pa55word@", 1);
+    let run = obs(&with_userinfo, &files, &[], &[]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("user:password in --grafana-url (OBS_GRAFANA_URL)")
+            && !run.stdout.contains("no credentials"),
+        "{run:?}"
+    );
+    for output in [&run.stdout, &run.stderr] {
+        assert!(!output.contains("url-pa55word"), "{run:?}");
+    }
+
+    let wrong = grafana
+        .url()
+        .replacen("http://", "http://admin:wr0ng-pw@", 1);
+    let run = obs(&wrong, &files, &[], &[]);
+    assert_eq!(run.code, Some(4), "{run:?}");
+    assert!(
+        run.stderr.contains("user:password in --grafana-url")
+            && !run.stderr.contains("no credentials"),
+        "{run:?}"
+    );
+    assert!(
+        !run.stderr.contains("wr0ng-pw") && !run.stdout.contains("wr0ng-pw"),
+        "{run:?}"
+    );
+
+    // Nor when Grafana never answers.
+    let port = api_doubles::reserve_port().unwrap();
+    let down = format!("http://admin:d0wn-pw@127.0.0.1:{port}");
+    let run = obs(&down, &files, &[], &[("OBS_WAIT", "1s")]);
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(
+        !run.stderr.contains("d0wn-pw") && !run.stdout.contains("d0wn-pw"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("http://127.0.0.1:{port}/api/health")),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn something_that_is_not_grafanas_api_is_named_as_such() {
+    // An auth proxy's sign-in page: 200 and HTML for every path.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(async move {
+        let page = || async { axum::response::Html("<html><body>Sign in</body></html>") };
+        let app = axum::Router::new().fallback(page);
+        let _ = axum::serve(listener, app).await;
+    });
+    let files = Files::shipped();
+    let run = obs(&url, &files, &[], &[("OBS_WAIT", "1s")]);
+    assert_eq!(run.code, Some(3), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("{url}/api/health"))
+            && run.stderr.contains("not as Grafana's HTTP API documents"),
+        "{run:?}"
+    );
+}

@@ -19,6 +19,18 @@ use super::{GrafanaConfig, RecordedRequest, Role, Shared};
 type AppState = State<Arc<Shared>>;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let routes = routes();
+    let app = match &shared.config.sub_path {
+        Some(sub_path) => Router::new().nest(sub_path, routes),
+        None => routes,
+    };
+    app.fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        .with_state(shared)
+}
+
+fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/api/health", get(health))
         .route(
@@ -42,8 +54,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/search", get(search))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
-        .layer(middleware::from_fn_with_state(shared.clone(), gate))
-        .with_state(shared)
 }
 
 fn respond(answer: Answer) -> Response {
@@ -77,13 +87,18 @@ fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
 /// Every request passes here: injected faults first, then authentication and the role check
 /// (`/api/health` needs none, as in Grafana), then the route; the outcome is recorded.
 async fn gate(State(shared): AppState, request: Request, next: Next) -> Response {
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-    let fault = shared.store().take_fault();
-    let response = if let Some(status) = fault {
-        let reason = StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason());
-        respond(Err(msg(status, reason.unwrap_or("Injected failure"))))
+    let method = request.method().clone();
+    let full = request.uri().path();
+    let sub_path = shared.config.sub_path.as_deref().unwrap_or("");
+    let (path, outside) = match full.strip_prefix(sub_path) {
+        Some(rest) if rest.starts_with('/') || sub_path.is_empty() => (rest.to_owned(), false),
+        _ => (full.to_owned(), true),
+    };
+    let fault = shared.store().take_fault(method.as_str(), &path);
+    let response = if outside {
+        respond(Err(msg(404, "Not found")))
+    } else if let Some(status) = fault {
+        respond(Err(injected(status, &method, &path)))
     } else if path == "/api/health" {
         next.run(request).await
     } else {
@@ -160,6 +175,20 @@ fn permission(method: &Method, path: &str) -> Option<(Role, &'static str)> {
             Some((Role::Editor, "dashboards:delete"))
         }
         _ => None,
+    }
+}
+
+/// The body Grafana answers with `status`, for an injected failure.
+fn injected(status: u16, method: &Method, path: &str) -> Reply {
+    match status {
+        401 => errutil(401, "auth.unauthorized", "Unauthorized"),
+        403 => forbidden(permission(method, path).map_or("datasources:query", |(_, a)| a)),
+        _ => {
+            let reason = StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason());
+            msg(status, reason.unwrap_or("Injected failure"))
+        }
     }
 }
 

@@ -74,6 +74,9 @@ pub struct GrafanaConfig {
     /// An existing folder uid answers 412 `version-mismatch` (Grafana 12 with folders in unified
     /// storage) instead of the legacy 409.
     pub unified_storage_folders: bool,
+    /// Serve under this path, as Grafana does with `root_url = http://host/grafana/` and
+    /// `serve_from_sub_path = true` (e.g. `/grafana`); anything outside it is a 404.
+    pub sub_path: Option<String>,
 }
 
 impl Default for GrafanaConfig {
@@ -85,6 +88,7 @@ impl Default for GrafanaConfig {
             basic_auth: Some(("admin".into(), "admin".into())),
             health_unavailable_calls: 0,
             unified_storage_folders: false,
+            sub_path: None,
         }
     }
 }
@@ -108,6 +112,14 @@ impl GrafanaConfig {
         self
     }
 
+    /// Serve under `path` (see [`GrafanaConfig::sub_path`]); `"/grafana"` and `"grafana/"` are
+    /// the same.
+    pub fn with_sub_path(mut self, path: &str) -> Self {
+        let trimmed = path.trim_matches('/');
+        self.sub_path = (!trimmed.is_empty()).then(|| format!("/{trimmed}"));
+        self
+    }
+
     /// See [`GrafanaConfig::unified_storage_folders`].
     pub fn with_unified_storage_folders(mut self, on: bool) -> Self {
         self.unified_storage_folders = on;
@@ -120,7 +132,8 @@ impl GrafanaConfig {
 pub struct RecordedRequest {
     /// `GET`, `POST`, …
     pub method: String,
-    /// The path, without the query string.
+    /// The path, without the query string and without [`GrafanaConfig::sub_path`]; as
+    /// percent-encoded on the wire.
     pub path: String,
     /// The status the double answered.
     pub status: u16,
@@ -191,6 +204,7 @@ impl GrafanaDouble {
             .map_err(DoubleError::Runtime)?;
         let mut store = Store::default();
         store.health_unavailable = config.health_unavailable_calls;
+        let sub_path = config.sub_path.clone().unwrap_or_default();
         let shared = Arc::new(Shared {
             config,
             store: Mutex::new(store),
@@ -213,13 +227,13 @@ impl GrafanaDouble {
             .map_err(DoubleError::Runtime)?;
         Ok(Self {
             shared,
-            url: format!("http://{addr}"),
+            url: format!("http://{addr}{sub_path}"),
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
     }
 
-    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    /// `http://127.0.0.1:<port>` and the [`GrafanaConfig::sub_path`], without a trailing slash.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -227,6 +241,19 @@ impl GrafanaDouble {
     /// The next `n` requests, whatever their path, answer `status` with `{"message": …}`.
     pub fn fail_next(&self, n: u32, status: u16) {
         self.shared.store().fail_next = (n > 0).then_some((n, status));
+    }
+
+    /// The next `n` requests with `method` whose path starts with `path_prefix` (without the sub
+    /// path) answer `status` with the body Grafana gives it: 401 the `errutil`
+    /// `auth.unauthorized` body (a token revoked mid-run), 403 the access-denied body naming the
+    /// permission (a role lacking it on that object), anything else `{"message": …}`.
+    pub fn fail_next_on(&self, method: &str, path_prefix: &str, n: u32, status: u16) {
+        self.shared.store().fail_on = (n > 0).then(|| store::TargetedFault {
+            method: method.to_ascii_uppercase(),
+            path_prefix: path_prefix.to_owned(),
+            left: n,
+            status,
+        });
     }
 
     /// Store a data source as file provisioning does (`readOnly: true`); `json` is a

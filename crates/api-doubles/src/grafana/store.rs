@@ -280,15 +280,37 @@ pub(crate) struct Store {
     pub dashboards: Vec<Dashboard>,
     pub health: HashMap<String, (bool, String)>,
     pub fail_next: Option<(u32, u16)>,
+    pub fail_on: Option<TargetedFault>,
     pub requests: Vec<RecordedRequest>,
     pub health_unavailable: u32,
     last_id: i64,
     uid_seq: u64,
 }
 
+/// A failure injected for requests of one method under one path prefix.
+#[derive(Clone, Debug)]
+pub(crate) struct TargetedFault {
+    pub method: String,
+    pub path_prefix: String,
+    pub left: u32,
+    pub status: u16,
+}
+
 impl Store {
-    /// The status of an injected failure for this request, if one is pending.
-    pub(crate) fn take_fault(&mut self) -> Option<u16> {
+    /// The status of an injected failure for this request, if one is pending: a targeted one
+    /// that matches first, then one for any request.
+    pub(crate) fn take_fault(&mut self, method: &str, path: &str) -> Option<u16> {
+        if let Some(rule) = self.fail_on.as_mut()
+            && rule.method == method
+            && path.starts_with(&rule.path_prefix)
+        {
+            let status = rule.status;
+            rule.left -= 1;
+            if rule.left == 0 {
+                self.fail_on = None;
+            }
+            return Some(status);
+        }
         let (left, status) = self.fail_next?;
         self.fail_next = (left > 1).then_some((left - 1, status));
         Some(status)

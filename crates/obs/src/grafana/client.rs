@@ -1,13 +1,16 @@
-//! A small client for the parts of Grafana's HTTP API that provisioning uses.
+//! A small HTTP client for Grafana: URLs built from path segments under the configured base
+//! (which may carry a path prefix such as `http://host/grafana/`), credentials, bounded retries,
+//! and errors that say what to fix without showing a secret.
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use backon::{ExponentialBuilder, Retryable as _};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
-/// How `obs` authenticates. `source` says where the credential came from (flag, env variable or
-/// file), so errors can name it without showing it.
+/// How `obs` authenticates. `source` says where the credential came from (flag, env variable,
+/// file or the URL's userinfo), so errors can name it without showing it.
 #[derive(Clone)]
 pub enum Auth {
     /// No credentials (anonymous Grafana).
@@ -49,7 +52,7 @@ impl Auth {
     }
 }
 
-/// A failed API call, with what a user needs to fix it.
+/// A failed API call, with what a user needs to fix it. URLs in it never carry credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// Grafana could not be reached or did not answer in time.
@@ -57,9 +60,9 @@ pub enum ApiError {
     Unreachable {
         /// The method.
         method: Method,
-        /// The URL.
+        /// The URL (redacted).
         url: String,
-        /// The transport error.
+        /// The transport error (redacted).
         reason: String,
     },
     /// Grafana answered with an error status.
@@ -67,7 +70,7 @@ pub enum ApiError {
     Status {
         /// The method.
         method: Method,
-        /// The URL.
+        /// The URL (redacted).
         url: String,
         /// The status.
         status: StatusCode,
@@ -75,26 +78,46 @@ pub enum ApiError {
         message: String,
         /// What to do about it.
         hint: String,
-        /// The JSON body, when there was one.
-        body: Value,
+        /// The JSON body, when there was one (boxed: errors stay small).
+        body: Box<Value>,
+    },
+    /// Grafana answered success with a body that is not what its HTTP API documents.
+    #[error(
+        "{method} {url} answered, but not as Grafana's HTTP API documents: {reason}; is --grafana-url (OBS_GRAFANA_URL) a Grafana 9 or newer?"
+    )]
+    Unexpected {
+        /// The method.
+        method: Method,
+        /// The URL (redacted).
+        url: String,
+        /// What did not fit.
+        reason: String,
     },
 }
 
 impl ApiError {
-    /// The HTTP status, if Grafana answered.
+    /// The HTTP status, if Grafana answered with an error status.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             ApiError::Status { status, .. } => Some(*status),
-            ApiError::Unreachable { .. } => None,
+            ApiError::Unreachable { .. } | ApiError::Unexpected { .. } => None,
         }
     }
 
-    /// The JSON body, if Grafana answered with one.
+    /// The JSON body, if Grafana answered an error status with one.
     pub fn body(&self) -> Option<&Value> {
         match self {
             ApiError::Status { body, .. } => Some(body),
-            ApiError::Unreachable { .. } => None,
+            ApiError::Unreachable { .. } | ApiError::Unexpected { .. } => None,
         }
+    }
+
+    /// Grafana refused the credential: 401 (not accepted) or 403 (not allowed).
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self.status(),
+            Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        )
     }
 
     fn retryable(&self) -> bool {
@@ -103,6 +126,7 @@ impl ApiError {
             ApiError::Status { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
+            ApiError::Unexpected { .. } => false,
         }
     }
 }
@@ -110,32 +134,56 @@ impl ApiError {
 /// The client.
 #[derive(Clone, Debug)]
 pub struct GrafanaClient {
-    base: String,
+    /// Without userinfo, query or fragment; its path ends with `/`.
+    base: Url,
     auth: Auth,
     http: reqwest::Client,
     retries: usize,
 }
 
 impl GrafanaClient {
-    /// A client for `base` (e.g. `http://grafana:3000`) with a per-request `timeout`.
+    /// A client for `base` (e.g. `http://grafana:3000` or `https://host/grafana/`) with a
+    /// per-request `timeout`. Userinfo in `base` is dropped here: credentials travel only as
+    /// `auth` (see `run::auth`, which turns URL userinfo into [`Auth::Basic`]).
     pub fn new(base: &str, auth: Auth, timeout: Duration) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut url = Url::parse(base).with_context(|| {
+            format!(
+                "--grafana-url (OBS_GRAFANA_URL) {:?} is not a URL",
+                crate::redact::url(base)
+            )
+        })?;
+        anyhow::ensure!(
+            matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base(),
+            "--grafana-url (OBS_GRAFANA_URL) {:?} is not an http(s) URL; write it like http://grafana:3000",
+            crate::redact::url(base)
+        );
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
-            base: base.trim_end_matches('/').to_string(),
+            base: url,
             auth,
             http,
             retries: 3,
         })
     }
 
-    /// The base URL.
-    pub fn base(&self) -> &str {
-        &self.base
+    /// The base URL as it may be shown (no credentials), without a trailing `/`.
+    pub fn base(&self) -> String {
+        crate::redact::url(self.base.as_str())
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// The credential in use, described.
@@ -143,15 +191,30 @@ impl GrafanaClient {
         &self.auth
     }
 
+    /// The URL of `segments` (each percent-encoded as one path segment) under the base, with
+    /// `query` appended.
+    pub fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        url
+    }
+
     /// One call, without retries.
     pub async fn call_once(
         &self,
         method: Method,
-        path: &str,
+        segments: &[&str],
+        query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url);
+        let url = self.url(segments, query);
+        let shown = crate::redact::url(url.as_str());
+        let mut request = self.http.request(method.clone(), url);
         request = match &self.auth {
             Auth::None => request,
             Auth::Token { token, .. } => request.bearer_auth(token),
@@ -160,21 +223,23 @@ impl GrafanaClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ApiError::Unreachable {
+        let unreachable = |e: reqwest::Error| ApiError::Unreachable {
             method: method.clone(),
-            url: url.clone(),
+            url: shown.clone(),
             reason: describe_transport(&e),
-        })?;
+        };
+        let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ApiError::Unreachable {
-            method: method.clone(),
-            url: url.clone(),
-            reason: describe_transport(&e),
-        })?;
-        let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        let parsed = serde_json::from_slice::<Value>(&bytes);
         if status.is_success() {
-            return Ok(json);
+            return parsed.map_err(|e| ApiError::Unexpected {
+                method,
+                url: shown,
+                reason: format!("the body is not JSON ({e})"),
+            });
         }
+        let json = parsed.unwrap_or(Value::Null);
         let message = json
             .get("message")
             .and_then(Value::as_str)
@@ -182,26 +247,27 @@ impl GrafanaClient {
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
         let hint = match status {
             StatusCode::UNAUTHORIZED => format!(
-                " — Grafana rejected {}; check it (OBS_GRAFANA_TOKEN[_FILE] or OBS_GRAFANA_USER/OBS_GRAFANA_PASSWORD[_FILE])",
+                " — Grafana rejected {}; check it (OBS_GRAFANA_TOKEN[_FILE], OBS_GRAFANA_USER/OBS_GRAFANA_PASSWORD[_FILE], or user:password in OBS_GRAFANA_URL)",
                 self.auth.describe()
             ),
             StatusCode::FORBIDDEN => format!(
                 " — {} lacks permission; the service account needs the Admin role (or Editor plus datasource permissions)",
                 self.auth.describe()
             ),
-            StatusCode::NOT_FOUND if !path.contains("/uid/") => format!(
-                " — is {} a Grafana (version 9 or newer) URL? (--grafana-url / OBS_GRAFANA_URL)",
-                self.base
+            // A collection route that is missing: not Grafana, or the wrong path prefix.
+            StatusCode::NOT_FOUND if segments.len() <= 2 => format!(
+                " — is {} a Grafana (version 9 or newer) URL, with its path prefix if it serves from a sub path? (--grafana-url / OBS_GRAFANA_URL)",
+                self.base()
             ),
             _ => String::new(),
         };
         Err(ApiError::Status {
             method,
-            url,
+            url: shown,
             status,
-            message,
+            message: crate::redact::text(&message),
             hint,
-            body: json,
+            body: Box::new(json),
         })
     }
 
@@ -209,10 +275,11 @@ impl GrafanaClient {
     pub async fn call(
         &self,
         method: Method,
-        path: &str,
+        segments: &[&str],
+        query: &[(&str, &str)],
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let attempt = || self.call_once(method.clone(), path, body);
+        let attempt = || self.call_once(method.clone(), segments, query, body);
         attempt
             .retry(
                 ExponentialBuilder::default()
@@ -222,15 +289,6 @@ impl GrafanaClient {
             )
             .when(ApiError::retryable)
             .await
-    }
-
-    /// `GET path`, `None` on 404.
-    pub async fn get_optional(&self, path: &str) -> Result<Option<Value>, ApiError> {
-        match self.call(Method::GET, path, None).await {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 }
 
@@ -247,6 +305,40 @@ fn describe_transport(error: &reqwest::Error) -> String {
             text.push_str(&s.to_string());
             source = s.source();
         }
-        text
+        crate::redact::text(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> GrafanaClient {
+        GrafanaClient::new(base, Auth::None, Duration::from_secs(1)).unwrap()
+    }
+
+    #[test]
+    fn urls_keep_the_path_prefix_and_encode_each_segment() {
+        for base in ["http://host/grafana", "http://host/grafana/"] {
+            let c = client(base);
+            assert_eq!(
+                c.url(&["api", "dashboards", "uid", "a/b c?%"], &[])
+                    .as_str(),
+                "http://host/grafana/api/dashboards/uid/a%2Fb%20c%3F%25"
+            );
+        }
+        assert_eq!(
+            client("http://host:3000")
+                .url(&["api", "search"], &[("tag", "obs:managed")])
+                .as_str(),
+            "http://host:3000/api/search?tag=obs%3Amanaged"
+        );
+    }
+
+    #[test]
+    fn userinfo_never_stays_in_the_base() {
+        let c = client("http://admin:s3cret@host:3000/g/?x=1#f");
+        assert_eq!(c.base(), "http://host:3000/g");
+        assert!(!c.url(&["api", "health"], &[]).as_str().contains("s3cret"));
     }
 }

@@ -157,80 +157,215 @@ fn expand_value(value: &mut serde_yaml_ng::Value, lookup: &dyn Fn(&str) -> Optio
     }
 }
 
-fn files_with_extension(dir: &Path, extensions: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+/// The largest provisioning file (YAML or JSON) obs reads: 10 MiB. Grafana's own dashboards are
+/// far smaller; a bigger file is almost always embedded data or the wrong file.
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// How many directory levels below `--datasources` / `--dashboards` are walked.
+pub const MAX_DEPTH: usize = 8;
+
+/// Grafana's longest uid (`util.MaxUIDLength`).
+pub const MAX_UID_LEN: usize = 40;
+
+/// What is wrong with `uid` by Grafana's rule (`util.ValidateUID`: at most 40 characters, only
+/// `a-z A-Z 0-9 - _`), with the fix; `None` when it is fine. obs also refuses an empty uid:
+/// Grafana would make one up, and links and updates would break.
+pub fn uid_problem(uid: &str) -> Option<String> {
+    let rule = "Grafana allows at most 40 characters, each a letter, digit, '-' or '_'";
+    if uid.is_empty() {
+        return Some(format!(
+            "is empty; give it a stable uid ({rule}) so links and updates keep working"
+        ));
+    }
+    if uid.len() > MAX_UID_LEN {
+        return Some(format!(
+            "{uid:?} is {} characters long; {rule}: shorten it",
+            uid.len()
+        ));
+    }
+    let legal = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    uid.chars()
+        .find(|c| !legal(*c))
+        .map(|bad| format!("{uid:?} contains {bad:?}; {rule}: replace it (for example with '-')"))
+}
+
+/// The files under `dir` with one of `extensions`, sorted, and the problems met on the way.
+/// Symbolic links are followed, but a directory already walked (a link loop, or two links to
+/// one place) is walked once; hidden entries (`.name`, such as the `..data` of a Kubernetes
+/// ConfigMap volume) are skipped; directories deeper than [`MAX_DEPTH`] are a problem.
+fn files_with_extension(dir: &Path, extensions: &[&str]) -> (Vec<PathBuf>, Vec<anyhow::Error>) {
     let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let entries = std::fs::read_dir(&current)
-            .with_context(|| format!("cannot read directory {}", current.display()))?;
+    let mut problems = Vec::new();
+    let mut visited = BTreeSet::new();
+    let mut stack = vec![(dir.to_path_buf(), 0_usize)];
+    while let Some((current, depth)) = stack.pop() {
+        let canonical = std::fs::canonicalize(&current).unwrap_or_else(|_| current.clone());
+        if !visited.insert(canonical) {
+            continue;
+        }
+        let entries = match std::fs::read_dir(&current) {
+            Ok(entries) => entries,
+            Err(e) => {
+                problems.push(anyhow::anyhow!(
+                    "cannot read directory {}: {e}",
+                    current.display()
+                ));
+                continue;
+            }
+        };
         for entry in entries {
-            let path = entry
-                .with_context(|| format!("cannot read directory {}", current.display()))?
-                .path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) => {
+                    problems.push(anyhow::anyhow!(
+                        "cannot read directory {}: {e}",
+                        current.display()
+                    ));
+                    continue;
+                }
+            };
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            let wanted = path
                 .extension()
                 .and_then(|e| e.to_str())
-                .is_some_and(|e| extensions.contains(&e))
-            {
-                found.push(path);
+                .is_some_and(|e| extensions.contains(&e));
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => {
+                    if depth + 1 > MAX_DEPTH {
+                        problems.push(anyhow::anyhow!(
+                            "{}: nested more than {MAX_DEPTH} directories below {}; move its files up",
+                            path.display(),
+                            dir.display()
+                        ));
+                    } else {
+                        stack.push((path, depth + 1));
+                    }
+                }
+                Ok(meta) if wanted && !meta.is_file() => problems.push(anyhow::anyhow!(
+                    "{}: not a regular file; provisioning files must be plain files",
+                    path.display()
+                )),
+                Ok(_) if wanted => found.push(path),
+                Ok(_) => {}
+                // A dangling or looping link: a problem only where a file was expected.
+                Err(e) if wanted => {
+                    problems.push(anyhow::anyhow!("cannot read {}: {e}", path.display()))
+                }
+                Err(_) => {}
             }
         }
     }
     found.sort();
-    Ok(found)
+    (found, problems)
 }
 
-/// Reads every `*.yaml`/`*.yml` under `dir`. Errors name the file, and the line where YAML
-/// says it.
-pub fn load_datasources(
-    dir: &Path,
+/// The text of `path`, refusing more than [`MAX_FILE_BYTES`].
+fn read_capped(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let too_big = |size: u64| {
+        anyhow::anyhow!(
+            "{}: {size} bytes, more than the {} MiB obs reads from one provisioning file; split it or remove embedded data",
+            path.display(),
+            MAX_FILE_BYTES / (1024 * 1024)
+        )
+    };
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let size = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(too_big(size));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", path.display()))
+}
+
+/// One datasource file: its datasources, deletions and problems.
+fn read_datasource_file(
+    path: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<Datasources> {
-    let mut all = Datasources::default();
-    let files = files_with_extension(dir, &["yaml", "yml"])?;
-    if files.is_empty() {
+) -> anyhow::Result<DatasourceFile> {
+    let text = read_capped(path)?;
+    let mut raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{}: not valid YAML", path.display()))?;
+    expand_value(&mut raw, lookup);
+    let file: DatasourceFile = serde_yaml_ng::from_value(raw).with_context(|| {
+        format!(
+            "{}: not a Grafana datasource provisioning file (apiVersion, datasources, deleteDatasources)",
+            path.display()
+        )
+    })?;
+    if file.api_version != 1 {
         bail!(
-            "no datasource files (*.yaml) in {} (--datasources / OBS_DATASOURCES)",
-            dir.display()
+            "{}: apiVersion is {}, Grafana's datasource provisioning format is apiVersion 1",
+            path.display(),
+            file.api_version
         );
     }
+    Ok(file)
+}
+
+/// Every datasource file under `dir`, and every problem found in them (not only the first).
+pub fn scan_datasources(
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> (Datasources, Vec<anyhow::Error>) {
+    let mut all = Datasources::default();
+    let (files, mut problems) = files_with_extension(dir, &["yaml", "yml"]);
+    if files.is_empty() && problems.is_empty() {
+        problems.push(anyhow::anyhow!(
+            "no datasource files (*.yaml) in {} (--datasources / OBS_DATASOURCES)",
+            dir.display()
+        ));
+    }
     for path in files {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("{}: not valid YAML", path.display()))?;
-        expand_value(&mut raw, lookup);
-        let file: DatasourceFile = serde_yaml_ng::from_value(raw).with_context(|| {
-            format!(
-                "{}: not a Grafana datasource provisioning file (apiVersion, datasources, deleteDatasources)",
-                path.display()
-            )
-        })?;
-        if file.api_version != 1 {
-            bail!(
-                "{}: apiVersion is {}, Grafana's datasource provisioning format is apiVersion 1",
-                path.display(),
-                file.api_version
-            );
-        }
+        let file = match read_datasource_file(&path, lookup) {
+            Ok(file) => file,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
         let _ = file.prune;
         for ds in file.datasources {
-            if ds.uid.trim().is_empty() {
-                bail!(
-                    "{}: datasource {:?} has no uid; give it a stable uid so dashboards can refer to it",
+            if let Some(problem) = uid_problem(&ds.uid) {
+                problems.push(anyhow::anyhow!(
+                    "{}: datasource {:?}: uid {problem}",
                     path.display(),
                     ds.name
-                );
+                ));
+                continue;
+            }
+            if ds.json_data.as_ref().is_some_and(|j| !j.is_object()) {
+                problems.push(anyhow::anyhow!(
+                    "{}: datasource {:?}: jsonData must be a mapping of settings (key: value)",
+                    path.display(),
+                    ds.uid
+                ));
+                continue;
             }
             if let Some((other, _)) = all.datasources.iter().find(|(_, d)| d.uid == ds.uid) {
-                bail!(
+                problems.push(anyhow::anyhow!(
                     "{}: datasource uid {:?} is also declared in {}",
                     path.display(),
                     ds.uid,
                     other.display()
-                );
+                ));
+                continue;
             }
             all.datasources.push((path.clone(), ds));
         }
@@ -238,7 +373,20 @@ pub fn load_datasources(
             all.delete.push((path.clone(), del));
         }
     }
-    Ok(all)
+    (all, problems)
+}
+
+/// Reads every `*.yaml`/`*.yml` under `dir`. Errors name the file, and the line where YAML
+/// says it; the first problem is the error (see [`scan_datasources`] for all of them).
+pub fn load_datasources(
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Datasources> {
+    let (all, problems) = scan_datasources(dir, lookup);
+    match problems.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(all),
+    }
 }
 
 /// Every `datasourceUid` referenced in a datasource's `jsonData` (correlations).
@@ -265,22 +413,31 @@ pub fn referenced_uids(json_data: &Value) -> Vec<String> {
     found
 }
 
-/// Checks that every correlation points at a declared datasource.
-pub fn check_correlations(datasources: &Datasources) -> anyhow::Result<()> {
+/// Every correlation that points at an undeclared datasource.
+pub fn correlation_problems(datasources: &Datasources) -> Vec<anyhow::Error> {
     let uids = datasources.uids();
+    let mut problems = Vec::new();
     for (path, ds) in &datasources.datasources {
         for uid in ds.json_data.iter().flat_map(referenced_uids) {
             if !uids.contains(&uid) {
-                bail!(
+                problems.push(anyhow::anyhow!(
                     "{}: datasource {:?} links to datasourceUid {uid:?}, which no datasource file declares (declared: {})",
                     path.display(),
                     ds.uid,
                     uids.iter().cloned().collect::<Vec<_>>().join(", ")
-                );
+                ));
             }
         }
     }
-    Ok(())
+    problems
+}
+
+/// Checks that every correlation points at a declared datasource.
+pub fn check_correlations(datasources: &Datasources) -> anyhow::Result<()> {
+    match correlation_problems(datasources).into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
 }
 
 /// A dashboard ready to upload.
@@ -334,73 +491,198 @@ fn folder_uid(name: &str) -> String {
     format!("obs-{}", slug.trim_matches('-'))
 }
 
-/// Reads every `*.json` under `dir`, resolving `__inputs` and checking uids and datasource
-/// references. Errors name the file and what to fix.
-pub fn load_dashboards(
+/// One dashboard file, checked; `check_refs` off skips the datasource references (when the
+/// datasource files could not all be read).
+fn read_dashboard(
     dir: &Path,
+    path: &Path,
     datasources: &Datasources,
-) -> anyhow::Result<Vec<DashboardFile>> {
-    let mut dashboards: Vec<DashboardFile> = Vec::new();
-    let known_uids = datasources.uids();
-    let known_names: BTreeSet<String> = datasources
-        .datasources
-        .iter()
-        .map(|(_, d)| d.name.clone())
-        .collect();
-    for path in files_with_extension(dir, &["json"])? {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut json: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", path.display()))?;
-        resolve_inputs(&path, &mut json, datasources)?;
-        let Some(object) = json.as_object_mut() else {
-            bail!("{}: a dashboard must be a JSON object", path.display());
-        };
-        object.remove("id");
-        let uid = object
-            .get("uid")
-            .and_then(Value::as_str)
-            .filter(|u| !u.trim().is_empty())
-            .map(str::to_string)
-            .with_context(|| {
-                format!(
-                    "{}: the dashboard has no \"uid\"; add a stable one so links and updates keep working",
-                    path.display()
-                )
-            })?;
-        let title = object
-            .get("title")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .with_context(|| format!("{}: the dashboard has no \"title\"", path.display()))?;
-        if let Some(other) = dashboards.iter().find(|d| d.uid == uid) {
-            bail!(
-                "{}: dashboard uid {uid:?} is also used by {}",
-                path.display(),
-                other.path.display()
-            );
-        }
-        check_datasource_refs(&path, &json, &known_uids, &known_names)?;
-        let folder = path
-            .parent()
-            .filter(|parent| *parent != dir)
-            .and_then(|parent| parent.strip_prefix(dir).ok())
-            .map(|relative| {
-                let title = relative.to_string_lossy().replace('\\', "/");
-                FolderSpec {
-                    uid: folder_uid(&title),
-                    title,
-                }
-            });
-        dashboards.push(DashboardFile {
+    check_refs: bool,
+) -> Result<DashboardFile, Vec<anyhow::Error>> {
+    let one = |e: anyhow::Error| vec![e];
+    let text = read_capped(path).map_err(one)?;
+    let mut json: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))
+        .map_err(one)?;
+    resolve_inputs(path, &mut json, datasources).map_err(one)?;
+    let Some(object) = json.as_object_mut() else {
+        return Err(one(anyhow::anyhow!(
+            "{}: a dashboard must be a JSON object",
+            path.display()
+        )));
+    };
+    object.remove("id");
+    let uid = object
+        .get("uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut problems = Vec::new();
+    if let Some(problem) = uid_problem(&uid) {
+        problems.push(anyhow::anyhow!(
+            "{}: the dashboard's \"uid\" {problem}",
+            path.display()
+        ));
+    }
+    let title = object
+        .get("title")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if title.is_none() {
+        problems.push(anyhow::anyhow!(
+            "{}: the dashboard has no \"title\"; add one (Grafana requires it)",
+            path.display()
+        ));
+    }
+    if check_refs {
+        let known_uids = datasources.uids();
+        let known_names: BTreeSet<String> = datasources
+            .datasources
+            .iter()
+            .map(|(_, d)| d.name.clone())
+            .collect();
+        problems.extend(datasource_ref_problems(
             path,
+            &json,
+            &known_uids,
+            &known_names,
+        ));
+    }
+    let folder = path
+        .parent()
+        .filter(|parent| *parent != dir)
+        .and_then(|parent| parent.strip_prefix(dir).ok())
+        .map(|relative| {
+            let title = relative.to_string_lossy().replace('\\', "/");
+            FolderSpec {
+                uid: folder_uid(&title),
+                title,
+            }
+        });
+    if let Some(folder) = &folder
+        && folder.uid.len() > MAX_UID_LEN
+    {
+        problems.push(anyhow::anyhow!(
+            "{}: its directory {:?} becomes folder uid {:?}, {} characters; Grafana allows at most {MAX_UID_LEN}: shorten the directory name",
+            path.display(),
+            folder.title,
+            folder.uid,
+            folder.uid.len()
+        ));
+    }
+    match (problems.is_empty(), title) {
+        (true, Some(title)) => Ok(DashboardFile {
+            path: path.to_path_buf(),
             uid,
             title,
             folder,
             json,
-        });
+        }),
+        _ => Err(problems),
     }
-    Ok(dashboards)
+}
+
+/// Every `*.json` under `dir`, resolving `__inputs` and checking uids, folders and datasource
+/// references, and every problem found (not only the first).
+pub fn scan_dashboards(
+    dir: &Path,
+    datasources: &Datasources,
+    check_refs: bool,
+) -> (Vec<DashboardFile>, Vec<anyhow::Error>) {
+    let mut dashboards: Vec<DashboardFile> = Vec::new();
+    let (files, mut problems) = files_with_extension(dir, &["json"]);
+    // Folder uid → the directory (relative title) that first produced it.
+    let mut folder_dirs: BTreeMap<String, String> = BTreeMap::new();
+    let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+    for path in files {
+        let dashboard = match read_dashboard(dir, &path, datasources, check_refs) {
+            Ok(d) => d,
+            Err(found) => {
+                problems.extend(found);
+                continue;
+            }
+        };
+        if let Some(other) = dashboards.iter().find(|d| d.uid == dashboard.uid) {
+            problems.push(anyhow::anyhow!(
+                "{}: dashboard uid {:?} is also used by {}; give one of them another uid",
+                path.display(),
+                dashboard.uid,
+                other.path.display()
+            ));
+            continue;
+        }
+        if let Some(folder) = &dashboard.folder {
+            let first = folder_dirs
+                .entry(folder.uid.clone())
+                .or_insert_with(|| folder.title.clone());
+            if *first != folder.title {
+                if reported.insert((first.clone(), folder.title.clone())) {
+                    problems.push(anyhow::anyhow!(
+                        "the dashboard directories {} and {} both become folder uid {:?} (obs- and the name with every other character than a-z and 0-9 as '-', lower-cased); rename one of them",
+                        dir.join(first.as_str()).display(),
+                        dir.join(&folder.title).display(),
+                        folder.uid
+                    ));
+                }
+                continue;
+            }
+        }
+        dashboards.push(dashboard);
+    }
+    (dashboards, problems)
+}
+
+/// Reads every `*.json` under `dir`, resolving `__inputs` and checking uids and datasource
+/// references. Errors name the file and what to fix; the first problem is the error (see
+/// [`scan_dashboards`] for all of them).
+pub fn load_dashboards(
+    dir: &Path,
+    datasources: &Datasources,
+) -> anyhow::Result<Vec<DashboardFile>> {
+    let (dashboards, problems) = scan_dashboards(dir, datasources, true);
+    match problems.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(dashboards),
+    }
+}
+
+/// What `obs provision --check` found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Valid datasources.
+    pub datasources: usize,
+    /// Valid dashboards.
+    pub dashboards: usize,
+    /// Every problem, each naming its file and the fix.
+    pub problems: Vec<String>,
+}
+
+/// Validates every datasource and dashboard file offline, collecting every problem. When a
+/// datasource file is broken, dashboards' datasource references are not checked (they would
+/// all look unknown); the problems list says so.
+pub fn check(
+    datasources_dir: &Path,
+    dashboards_dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Checked {
+    let (datasources, mut problems) = scan_datasources(datasources_dir, lookup);
+    let datasources_ok = problems.is_empty();
+    problems.extend(correlation_problems(&datasources));
+    let (dashboards, dashboard_problems) =
+        scan_dashboards(dashboards_dir, &datasources, datasources_ok);
+    problems.extend(dashboard_problems);
+    let mut problems: Vec<String> = problems.iter().map(|e| format!("{e:#}")).collect();
+    if !datasources_ok {
+        problems.push(format!(
+            "dashboards' datasource references were not checked: fix the datasource files in {} first",
+            datasources_dir.display()
+        ));
+    }
+    Checked {
+        datasources: datasources.datasources.len(),
+        dashboards: dashboards.len(),
+        problems,
+    }
 }
 
 /// Maps `${DS_…}` placeholders of a dashboard exported for sharing to our fixed uids.
@@ -459,12 +741,13 @@ fn resolve_inputs(path: &Path, json: &mut Value, datasources: &Datasources) -> a
     Ok(())
 }
 
-fn check_datasource_refs(
+fn datasource_ref_problems(
     path: &Path,
     json: &Value,
     known_uids: &BTreeSet<String>,
     known_names: &BTreeSet<String>,
-) -> anyhow::Result<()> {
+) -> Vec<anyhow::Error> {
+    let mut problems = Vec::new();
     fn walk(value: &Value, where_: &str, out: &mut Vec<(String, String)>) {
         match value {
             Value::Object(map) => {
@@ -506,15 +789,15 @@ fn check_datasource_refs(
             None => known_uids.contains(&reference),
         };
         if !ok {
-            bail!(
+            problems.push(anyhow::anyhow!(
                 "{}: {where_} refers to datasource {:?}, which no datasource file declares (known uids: {})",
                 path.display(),
                 reference.trim_start_matches("name:"),
                 known_uids.iter().cloned().collect::<Vec<_>>().join(", ")
-            );
+            ));
         }
     }
-    Ok(())
+    problems
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use reqwest::StatusCode;
+use serde_json::{Map, Value, json};
 
+use super::api::{self, Datasource, DatasourceBody, DatasourceListItem, NewFolder, SaveDashboard};
 use super::client::{ApiError, GrafanaClient};
 use super::files::{DashboardFile, DatasourceSpec, Datasources, FolderSpec};
+use super::secure;
 
 /// The tag `obs` adds to the dashboards it uploads; `--prune` only ever deletes dashboards that
 /// carry it.
@@ -177,7 +179,7 @@ impl fmt::Display for Report {
     }
 }
 
-/// Why provisioning could not start.
+/// Why a run stopped before it was done.
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
     /// Grafana did not become healthy in time.
@@ -185,19 +187,57 @@ pub enum ProvisionError {
         "Grafana at {url} was not healthy within {waited} (--wait / OBS_WAIT): last answer: {last}"
     )]
     NotHealthy {
-        /// The URL polled.
+        /// The URL polled (redacted).
         url: String,
         /// How long we waited.
         waited: String,
         /// The last error.
         last: String,
     },
-    /// Grafana refused the credentials.
+    /// Grafana refused the credential (401) or what it may do (403). The error's hint names
+    /// the credential's source, never its value.
     #[error("{0}")]
     Auth(ApiError),
-    /// Another API failure that stops the run.
+    /// Another API failure that stops the run (Grafana gone, or a listing the run depends on).
     #[error("{0}")]
     Api(ApiError),
+}
+
+/// What an API error means for the run. The one place that decides.
+#[derive(Debug)]
+enum Verdict {
+    /// Nothing else can succeed: stop the run.
+    Stop(ProvisionError),
+    /// Only this object failed: report it and go on.
+    ItemFailed(ApiError),
+}
+
+/// 401 and 403 stop the run (the auth exit code): every later call carries the same credential.
+/// Grafana unreachable (after the retries) stops it too. Anything else fails only the object.
+fn verdict(error: ApiError) -> Verdict {
+    if error.is_auth() {
+        Verdict::Stop(ProvisionError::Auth(error))
+    } else if matches!(error, ApiError::Unreachable { .. }) {
+        Verdict::Stop(ProvisionError::Api(error))
+    } else {
+        Verdict::ItemFailed(error)
+    }
+}
+
+/// For a call the whole run depends on (a listing): any failure stops it.
+fn stop(error: ApiError) -> ProvisionError {
+    match verdict(error) {
+        Verdict::Stop(stop) => stop,
+        Verdict::ItemFailed(error) => ProvisionError::Api(error),
+    }
+}
+
+/// For a call about one object: the object's outcome, or the run's end.
+fn item(error: ApiError) -> Result<Outcome, ProvisionError> {
+    match verdict(error) {
+        Verdict::Stop(stop) => Err(stop),
+        Verdict::ItemFailed(error) => Ok(Outcome::Failed(error.to_string())),
+    }
 }
 
 /// Polls `GET /api/health` with exponential backoff until Grafana says its database is ok.
@@ -208,20 +248,15 @@ pub async fn wait_healthy(
     let started = Instant::now();
     let mut delay = Duration::from_millis(100);
     loop {
-        let last = match client.call_once(Method::GET, "/api/health", None).await {
-            Ok(body) if body.get("database").and_then(Value::as_str) == Some("ok") => {
-                return Ok(started.elapsed());
-            }
-            Ok(body) => format!(
-                "database is {}",
-                body.get("database").unwrap_or(&Value::Null)
-            ),
+        let last = match api::health(client).await {
+            Ok(health) if health.database == "ok" => return Ok(started.elapsed()),
+            Ok(health) => format!("database is {:?}", health.database),
             Err(e) => e.to_string(),
         };
         let left = wait.saturating_sub(started.elapsed());
         if left.is_zero() {
             return Err(ProvisionError::NotHealthy {
-                url: format!("{}/api/health", client.base()),
+                url: crate::redact::url(client.url(&["api", "health"], &[]).as_str()),
                 waited: format!("{:.1} s", started.elapsed().as_secs_f64()),
                 last,
             });
@@ -231,70 +266,89 @@ pub async fn wait_healthy(
     }
 }
 
-fn stop(e: ApiError) -> ProvisionError {
-    match e.status() {
-        Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => ProvisionError::Auth(e),
-        _ => ProvisionError::Api(e),
-    }
+fn json_data(spec: &DatasourceSpec) -> Map<String, Value> {
+    spec.json_data
+        .as_ref()
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
 }
 
-/// The datasource body Grafana's create and update APIs take.
-fn datasource_body(spec: &DatasourceSpec) -> Value {
-    let mut body = json!({
-        "uid": spec.uid,
-        "name": spec.name,
-        "type": spec.kind,
-        "access": spec.access.clone().unwrap_or_else(|| "proxy".into()),
-        "url": spec.url.clone().unwrap_or_default(),
-        "isDefault": spec.is_default.unwrap_or(false),
-        "jsonData": spec.json_data.clone().unwrap_or_else(|| json!({})),
-        "basicAuth": spec.basic_auth.unwrap_or(false),
-        "basicAuthUser": spec.basic_auth_user.clone().unwrap_or_default(),
-        "database": spec.database.clone().unwrap_or_default(),
-        "user": spec.user.clone().unwrap_or_default(),
-        "withCredentials": spec.with_credentials.unwrap_or(false),
-    });
-    if let (Some(secure), Some(object)) = (&spec.secure_json_data, body.as_object_mut()) {
-        object.insert("secureJsonData".into(), json!(secure));
-    }
-    body
-}
-
-/// The fields where Grafana's datasource differs from the spec.
-fn datasource_drift(spec: &DatasourceSpec, current: &Value) -> Vec<String> {
-    let desired = datasource_body(spec);
-    let mut drift = Vec::new();
-    for key in [
-        "name",
-        "type",
-        "access",
-        "url",
-        "isDefault",
-        "jsonData",
-        "basicAuth",
-        "basicAuthUser",
-        "database",
-        "user",
-        "withCredentials",
-    ] {
-        let want = &desired[key];
-        let have = current.get(key).unwrap_or(&Value::Null);
-        let same = match (want, have) {
-            (Value::Object(w), Value::Null) => w.is_empty(),
-            (Value::String(w), Value::Null) => w.is_empty(),
-            (Value::Bool(false), Value::Null) => true,
-            _ => want == have,
-        };
-        if !same {
-            drift.push(key.to_string());
-        }
-    }
+/// The datasource body Grafana's create and update APIs take; with secrets, `jsonData` carries
+/// their fresh digest.
+fn datasource_body(spec: &DatasourceSpec) -> DatasourceBody {
+    let mut json_data = json_data(spec);
     if let Some(secure) = &spec.secure_json_data {
-        let fields = current.get("secureJsonFields");
+        json_data.insert(secure::DIGEST_KEY.into(), json!(secure::digest(secure)));
+    }
+    DatasourceBody {
+        uid: spec.uid.clone(),
+        name: spec.name.clone(),
+        kind: spec.kind.clone(),
+        access: spec.access.clone().unwrap_or_else(|| "proxy".into()),
+        url: spec.url.clone().unwrap_or_default(),
+        is_default: spec.is_default.unwrap_or(false),
+        json_data,
+        basic_auth: spec.basic_auth.unwrap_or(false),
+        basic_auth_user: spec.basic_auth_user.clone().unwrap_or_default(),
+        database: spec.database.clone().unwrap_or_default(),
+        user: spec.user.clone().unwrap_or_default(),
+        with_credentials: spec.with_credentials.unwrap_or(false),
+        secure_json_data: spec.secure_json_data.clone(),
+    }
+}
+
+/// The fields where Grafana's datasource differs from the spec. Secrets count as different when
+/// one is not set in Grafana, or (for datasources obs writes) when the digest obs stored does
+/// not match the files' secrets.
+fn datasource_drift(spec: &DatasourceSpec, current: &Datasource) -> Vec<String> {
+    let mut have_json = current.json_data.clone();
+    let stored_digest = have_json.remove(secure::DIGEST_KEY);
+    let want = |v: Option<&String>| v.cloned().unwrap_or_default();
+    let fields = [
+        ("name", spec.name == current.name),
+        ("type", spec.kind == current.kind),
+        (
+            "access",
+            spec.access.as_deref().unwrap_or("proxy") == current.access,
+        ),
+        ("url", want(spec.url.as_ref()) == current.url),
+        (
+            "isDefault",
+            spec.is_default.unwrap_or(false) == current.is_default,
+        ),
+        ("jsonData", json_data(spec) == have_json),
+        (
+            "basicAuth",
+            spec.basic_auth.unwrap_or(false) == current.basic_auth,
+        ),
+        (
+            "basicAuthUser",
+            want(spec.basic_auth_user.as_ref()) == current.basic_auth_user,
+        ),
+        ("database", want(spec.database.as_ref()) == current.database),
+        ("user", want(spec.user.as_ref()) == current.user),
+        (
+            "withCredentials",
+            spec.with_credentials.unwrap_or(false) == current.with_credentials,
+        ),
+    ];
+    let mut drift: Vec<String> = fields
+        .iter()
+        .filter(|(_, same)| !same)
+        .map(|(key, _)| key.to_string())
+        .collect();
+    if let Some(secure) = &spec.secure_json_data {
         let missing = secure
             .keys()
-            .any(|k| fields.and_then(|f| f.get(k)) != Some(&Value::Bool(true)));
-        if missing {
+            .any(|k| current.secure_json_fields.get(k) != Some(&true));
+        // File provisioning keeps no digest: for those only presence can be compared.
+        let changed = !current.read_only
+            && !stored_digest
+                .as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(|d| secure::matches(d, secure));
+        if missing || changed {
             drift.push("secureJsonData".to_string());
         }
     }
@@ -305,17 +359,19 @@ async fn provision_datasource(
     client: &GrafanaClient,
     path: &std::path::Path,
     spec: &DatasourceSpec,
-    listed: &[Value],
+    listed: &[DatasourceListItem],
     dry_run: bool,
 ) -> Result<Outcome, ProvisionError> {
-    let by_uid = format!("/api/datasources/uid/{}", spec.uid);
-    let current = client.get_optional(&by_uid).await.map_err(stop)?;
+    let current = match api::datasource(client, &spec.uid).await {
+        Ok(current) => current,
+        Err(e) => return item(e),
+    };
     let Some(current) = current else {
-        if let Some(other) = listed.iter().find(|d| {
-            d.get("name").and_then(Value::as_str) == Some(spec.name.as_str())
-                && d.get("uid").and_then(Value::as_str) != Some(spec.uid.as_str())
-        }) {
-            let other_uid = other.get("uid").and_then(Value::as_str).unwrap_or("?");
+        if let Some(other) = listed
+            .iter()
+            .find(|d| d.name == spec.name && d.uid != spec.uid)
+        {
+            let other_uid = &other.uid;
             return Ok(Outcome::Failed(format!(
                 "Grafana already has a datasource named {:?} with uid {other_uid:?}, but {} declares uid {:?}; \
                  delete or rename the one in Grafana (or set uid: {other_uid} in the file) so dashboards can rely on the fixed uid",
@@ -327,37 +383,30 @@ async fn provision_datasource(
         if dry_run {
             return Ok(Outcome::Created);
         }
-        return match client
-            .call(
-                Method::POST,
-                "/api/datasources",
-                Some(&datasource_body(spec)),
-            )
-            .await
-        {
-            Ok(_) => Ok(Outcome::Created),
+        return match api::create_datasource(client, &datasource_body(spec)).await {
+            Ok(()) => Ok(Outcome::Created),
             // Another `obs` created it between our read and our write: compare with theirs.
             Err(e) if e.status() == Some(StatusCode::CONFLICT) => {
-                match client.get_optional(&by_uid).await.map_err(stop)? {
-                    Some(now) if datasource_drift(spec, &now).is_empty() => Ok(Outcome::Unchanged),
-                    Some(_) => update_datasource(client, spec, &by_uid, dry_run).await,
-                    None => Ok(Outcome::Failed(format!("{e}"))),
+                match api::datasource(client, &spec.uid).await {
+                    Ok(Some(now)) if datasource_drift(spec, &now).is_empty() => {
+                        Ok(Outcome::Unchanged)
+                    }
+                    Ok(Some(_)) => update_datasource(client, spec, dry_run).await,
+                    Ok(None) => Ok(Outcome::Failed(e.to_string())),
+                    Err(again) => item(again),
                 }
             }
-            Err(e) => match e.status() {
-                Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(stop(e)),
-                _ => Ok(Outcome::Failed(e.to_string())),
-            },
+            Err(e) => item(e),
         };
     };
     let drift = datasource_drift(spec, &current);
-    if current.get("readOnly").and_then(Value::as_bool) == Some(true) {
+    if current.read_only {
         return Ok(Outcome::ManagedByFile { drift });
     }
     if drift.is_empty() {
         return Ok(Outcome::Unchanged);
     }
-    match update_datasource(client, spec, &by_uid, dry_run).await? {
+    match update_datasource(client, spec, dry_run).await? {
         Outcome::Updated(_) => Ok(Outcome::Updated(drift)),
         other => Ok(other),
     }
@@ -366,21 +415,14 @@ async fn provision_datasource(
 async fn update_datasource(
     client: &GrafanaClient,
     spec: &DatasourceSpec,
-    by_uid: &str,
     dry_run: bool,
 ) -> Result<Outcome, ProvisionError> {
     if dry_run {
         return Ok(Outcome::Updated(Vec::new()));
     }
-    match client
-        .call(Method::PUT, by_uid, Some(&datasource_body(spec)))
-        .await
-    {
-        Ok(_) => Ok(Outcome::Updated(Vec::new())),
-        Err(e) => match e.status() {
-            Some(StatusCode::UNAUTHORIZED) => Err(stop(e)),
-            _ => Ok(Outcome::Failed(e.to_string())),
-        },
+    match api::update_datasource(client, &spec.uid, &datasource_body(spec)).await {
+        Ok(()) => Ok(Outcome::Updated(Vec::new())),
+        Err(e) => item(e),
     }
 }
 
@@ -389,16 +431,20 @@ async fn provision_folder(
     folder: &FolderSpec,
     dry_run: bool,
 ) -> Result<Outcome, ProvisionError> {
-    let path = format!("/api/folders/{}", folder.uid);
-    if client.get_optional(&path).await.map_err(stop)?.is_some() {
-        return Ok(Outcome::Unchanged);
+    match api::folder(client, &folder.uid).await {
+        Ok(Some(_)) => return Ok(Outcome::Unchanged),
+        Ok(None) => {}
+        Err(e) => return item(e),
     }
     if dry_run {
         return Ok(Outcome::Created);
     }
-    let body = json!({ "uid": folder.uid, "title": folder.title });
-    match client.call(Method::POST, "/api/folders", Some(&body)).await {
-        Ok(_) => Ok(Outcome::Created),
+    let body = NewFolder {
+        uid: folder.uid.clone(),
+        title: folder.title.clone(),
+    };
+    match api::create_folder(client, &body).await {
+        Ok(()) => Ok(Outcome::Created),
         // Exists (another run created it first): that is what we wanted.
         Err(e)
             if matches!(
@@ -406,15 +452,16 @@ async fn provision_folder(
                 Some(StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED)
             ) =>
         {
-            match client.get_optional(&path).await.map_err(stop)? {
-                Some(_) => Ok(Outcome::Unchanged),
-                None => Ok(Outcome::Failed(format!(
+            match api::folder(client, &folder.uid).await {
+                Ok(Some(_)) => Ok(Outcome::Unchanged),
+                Ok(None) => Ok(Outcome::Failed(format!(
                     "{e} — a folder titled {:?} probably exists with another uid; rename or delete it in Grafana",
                     folder.title
                 ))),
+                Err(again) => item(again),
             }
         }
-        Err(e) => Err(stop(e)),
+        Err(e) => item(e),
     }
 }
 
@@ -453,20 +500,20 @@ async fn provision_dashboard(
         .as_ref()
         .map(|f| f.uid.clone())
         .unwrap_or_default();
-    let path = format!("/api/dashboards/uid/{}", file.uid);
-    let current = client.get_optional(&path).await.map_err(stop)?;
+    let current = match api::dashboard(client, &file.uid).await {
+        Ok(current) => current,
+        Err(e) => return item(e),
+    };
     let mut changed = Vec::new();
     if let Some(current) = &current {
-        let meta = current.get("meta").unwrap_or(&Value::Null);
-        let stored = current.get("dashboard").unwrap_or(&Value::Null);
-        if comparable(stored) != comparable(&desired) {
+        if comparable(&current.dashboard) != comparable(&desired) {
             changed.push("content".to_string());
         }
-        let current_folder = meta.get("folderUid").and_then(Value::as_str).unwrap_or("");
-        if current_folder != folder_uid {
+        let current_folder = &current.meta.folder_uid;
+        if *current_folder != folder_uid {
             changed.push(format!("folder {current_folder:?} → {folder_uid:?}"));
         }
-        if meta.get("provisioned").and_then(Value::as_bool) == Some(true) {
+        if current.meta.provisioned {
             return Ok(Outcome::ManagedByFile { drift: changed });
         }
         if changed.is_empty() {
@@ -480,35 +527,29 @@ async fn provision_dashboard(
             Outcome::Created
         });
     }
-    let body = json!({
-        "dashboard": desired,
-        // Always sent: without it Grafana moves the dashboard to the root folder.
-        "folderUid": folder_uid,
+    let save = SaveDashboard {
+        dashboard: desired.clone(),
+        folder_uid: folder_uid.clone(),
         // Overwrite only what we compared and found different.
-        "overwrite": current.is_some(),
-        "message": format!("provisioned by obs from {}", file.path.display()),
-    });
-    match client
-        .call(Method::POST, "/api/dashboards/db", Some(&body))
-        .await
-    {
-        Ok(_) if current.is_some() => Ok(Outcome::Updated(changed)),
-        Ok(_) => Ok(Outcome::Created),
+        overwrite: current.is_some(),
+        message: format!("provisioned by obs from {}", file.path.display()),
+    };
+    match api::save_dashboard(client, &save).await {
+        Ok(()) if current.is_some() => Ok(Outcome::Updated(changed)),
+        Ok(()) => Ok(Outcome::Created),
         Err(e) if e.status() == Some(StatusCode::PRECONDITION_FAILED) => {
-            let status = e
-                .body()
-                .and_then(|b| b.get("status"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
             // A concurrent run may have uploaded the same content first.
-            if let Some(now) = client.get_optional(&path).await.map_err(stop)? {
-                let same_folder = now["meta"]["folderUid"].as_str().unwrap_or("") == folder_uid;
-                if comparable(&now["dashboard"]) == comparable(&desired) && same_folder {
+            match api::dashboard(client, &file.uid).await {
+                Ok(Some(now))
+                    if comparable(&now.dashboard) == comparable(&desired)
+                        && now.meta.folder_uid == folder_uid =>
+                {
                     return Ok(Outcome::Unchanged);
                 }
+                Ok(_) => {}
+                Err(again) => return item(again),
             }
-            Ok(Outcome::Failed(match status.as_str() {
+            Ok(Outcome::Failed(match api::status_word(&e) {
                 "name-exists" => format!(
                     "a different dashboard titled {:?} already exists in folder {folder_uid:?}; rename one of them ({})",
                     file.title,
@@ -522,10 +563,7 @@ async fn provision_dashboard(
                 _ => e.to_string(),
             }))
         }
-        Err(e) => match e.status() {
-            Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(stop(e)),
-            _ => Ok(Outcome::Failed(e.to_string())),
-        },
+        Err(e) => item(e),
     }
 }
 
@@ -563,35 +601,24 @@ pub async fn provision(
         waited,
         ..Report::default()
     };
-    let listed = client
-        .call(Method::GET, "/api/datasources", None)
-        .await
-        .map_err(stop)?;
-    let listed = listed.as_array().cloned().unwrap_or_default();
+    let listed = api::datasources(client).await.map_err(stop)?;
     for (path, spec) in &desired.datasources.datasources {
         let outcome = provision_datasource(client, path, spec, &listed, options.dry_run).await?;
         report.push(Kind::Datasource, &spec.uid, outcome);
     }
     for (_, delete) in &desired.datasources.delete {
-        let Some(existing) = listed
-            .iter()
-            .find(|d| d.get("name").and_then(Value::as_str) == Some(delete.name.as_str()))
-        else {
+        let Some(existing) = listed.iter().find(|d| d.name == delete.name) else {
             continue;
         };
-        let uid = existing.get("uid").and_then(Value::as_str).unwrap_or("");
         let outcome = if options.dry_run {
             Outcome::Deleted
         } else {
-            match client
-                .call(Method::DELETE, &format!("/api/datasources/uid/{uid}"), None)
-                .await
-            {
-                Ok(_) => Outcome::Deleted,
-                Err(e) => Outcome::Failed(e.to_string()),
+            match api::delete_datasource(client, &existing.uid).await {
+                Ok(()) => Outcome::Deleted,
+                Err(e) => item(e)?,
             }
         };
-        report.push(Kind::Datasource, uid, outcome);
+        report.push(Kind::Datasource, &existing.uid, outcome);
     }
     let folders: BTreeSet<FolderSpec> = desired
         .dashboards
@@ -616,59 +643,28 @@ pub async fn provision(
         report.push(Kind::Dashboard, &dashboard.uid, outcome);
     }
     if options.prune {
-        let found = client
-            .call(
-                Method::GET,
-                &format!(
-                    "/api/search?type=dash-db&tag={}",
-                    MANAGED_TAG.replace(':', "%3A")
-                ),
-                None,
-            )
+        let found = api::dashboards_tagged(client, MANAGED_TAG)
             .await
             .map_err(stop)?;
         let keep: BTreeSet<&str> = desired.dashboards.iter().map(|d| d.uid.as_str()).collect();
-        for hit in found.as_array().into_iter().flatten() {
-            let Some(uid) = hit.get("uid").and_then(Value::as_str) else {
-                continue;
-            };
-            if keep.contains(uid) {
+        for hit in found {
+            if keep.contains(hit.uid.as_str()) || !hit.tags.iter().any(|t| t == MANAGED_TAG) {
                 continue;
             }
             let outcome = if options.dry_run {
                 Outcome::Deleted
             } else {
-                match client
-                    .call(Method::DELETE, &format!("/api/dashboards/uid/{uid}"), None)
-                    .await
-                {
-                    Ok(_) => Outcome::Deleted,
-                    Err(e) => Outcome::Failed(e.to_string()),
+                match api::delete_dashboard(client, &hit.uid).await {
+                    Ok(()) => Outcome::Deleted,
+                    Err(e) => item(e)?,
                 }
             };
-            report.push(Kind::Dashboard, uid, outcome);
+            report.push(Kind::Dashboard, &hit.uid, outcome);
         }
     }
     if !options.dry_run && !options.skip_health_check {
         for (_, spec) in &desired.datasources.datasources {
-            let path = format!("/api/datasources/uid/{}/health", spec.uid);
-            let result = match client.call_once(Method::GET, &path, None).await {
-                Ok(body) => Ok(body
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("ok")
-                    .to_string()),
-                Err(e) => Err(
-                    match e
-                        .body()
-                        .and_then(|b| b.get("message"))
-                        .and_then(Value::as_str)
-                    {
-                        Some(message) => message.to_string(),
-                        None => e.to_string(),
-                    },
-                ),
-            };
+            let result = api::datasource_health(client, &spec.uid).await;
             report.health.push(HealthCheck {
                 uid: spec.uid.clone(),
                 result,
