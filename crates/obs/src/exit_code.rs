@@ -55,7 +55,7 @@ impl ExitCode {
             (Failed, Sidecar) => "could not start its telemetry or keep serving",
             (Failed, Health) => "the sidecar is not ready, or did not answer",
             (Usage, Provision) => {
-                "usage or configuration error (flag, environment variable, YAML or JSON file)"
+                "usage or configuration error (flag, environment variable, YAML or JSON file; with --check, any invalid file)"
             }
             (Usage, Verify) => {
                 "usage or configuration error (a malformed URL, no store given, a missing --datasources directory)"
