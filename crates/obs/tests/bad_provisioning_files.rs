@@ -7,15 +7,15 @@
 //! Inputs tried per run: 512 datasource files, 512 dashboard files, 1024 `expand_env` strings
 //! (`PROPTEST_CASES` changes all three).
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
+
 use std::time::{Duration, Instant};
+use support::repo;
 
 use obs::grafana::files::{Datasources, expand_env, load_dashboards, load_datasources};
 use proptest::prelude::*;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn shipped_datasources() -> String {
     std::fs::read_to_string(repo().join("grafana/provisioning/datasources/datasources.yaml"))

@@ -3,17 +3,17 @@
 //! (`api-doubles`, following Grafana 12's documented HTTP API), with the repository's own
 //! provisioning files.
 
+mod support;
+
 use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output};
 use std::time::Duration;
+use support::repo;
 
 use api_doubles::grafana::{GrafanaConfig, GrafanaDouble, Role};
 
 const TOKEN: &str = "glsa_test_token_value";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A copy of the repository's provisioning files that a test may change.
 struct Files {
