@@ -163,7 +163,7 @@ pub fn render_tree(spans: &[&ReceivedSpan]) -> String {
     enum Parent {
         Root,
         Missing,
-        SelfParent,
+        OwnId,
         Node(usize),
     }
     let parents: Vec<Parent> = nodes
@@ -176,7 +176,7 @@ pub fn render_tree(spans: &[&ReceivedSpan]) -> String {
             }
             match index.get(parent) {
                 None => Parent::Missing,
-                Some(&p) if p == n => Parent::SelfParent,
+                Some(&p) if p == n => Parent::OwnId,
                 Some(&p) => Parent::Node(p),
             }
         })
@@ -219,7 +219,7 @@ pub fn render_tree(spans: &[&ReceivedSpan]) -> String {
                 "  (parent {} not received)",
                 hex(&spans[nodes[root]].span.parent_span_id)
             ),
-            Parent::SelfParent => "  (its own parent)".to_string(),
+            Parent::OwnId => "  (its own parent)".to_string(),
             _ => String::new(),
         };
         walk(root, &note, &mut out, &mut visited);
@@ -342,7 +342,7 @@ mod tests {
     /// A span with id `id` (8 bytes), parent `parent` (`None`: a root), started at `start`.
     fn span(id: u64, parent: Option<u64>, name: &str, service: &str, start: u64) -> ReceivedSpan {
         ReceivedSpan {
-            resource: resource(service),
+            resource: resource(service).into(),
             scope: Default::default(),
             span: Span {
                 trace_id: vec![7; 16],
@@ -447,7 +447,7 @@ mod tests {
         assert!(out.contains("svc\\u{7}"), "{out}");
 
         let record = ReceivedLogRecord {
-            resource: resource("w\u{0}rker"),
+            resource: resource("w\u{0}rker").into(),
             scope: Default::default(),
             record: LogRecord {
                 severity_text: "WARN\u{1b}".into(),
@@ -474,7 +474,7 @@ mod tests {
     #[test]
     fn a_log_record_without_severity_text_or_ids_names_its_severity_number() {
         let record = ReceivedLogRecord {
-            resource: resource("quickstart"),
+            resource: resource("quickstart").into(),
             scope: Default::default(),
             record: LogRecord {
                 severity_number: 17,
