@@ -56,17 +56,17 @@ type ScopeGroup<'a> = (&'a InstrumentationScope, Vec<&'a Span>);
 pub(crate) fn resource_spans(spans: &[&ReceivedSpan], dialect: Dialect) -> Vec<Value> {
     let mut groups: Vec<(&Resource, Vec<ScopeGroup>)> = Vec::new();
     for s in spans {
-        let index = match groups.iter().position(|(r, _)| **r == s.resource) {
+        let index = match groups.iter().position(|(r, _)| **r == *s.resource) {
             Some(i) => i,
             None => {
-                groups.push((&s.resource, Vec::new()));
+                groups.push((&*s.resource, Vec::new()));
                 groups.len() - 1
             }
         };
         let scopes = &mut groups[index].1;
-        match scopes.iter_mut().find(|(sc, _)| **sc == s.scope) {
+        match scopes.iter_mut().find(|(sc, _)| **sc == *s.scope) {
             Some((_, list)) => list.push(&s.span),
-            None => scopes.push((&s.scope, vec![&s.span])),
+            None => scopes.push((&*s.scope, vec![&s.span])),
         }
     }
     groups

@@ -32,7 +32,15 @@ pub use opentelemetry_proto;
 
 /// At most this many items are kept per signal (and this many requests); older ones are dropped.
 pub const MAX_ITEMS_PER_SIGNAL: usize = 200_000;
-/// Largest accepted request body, compressed or decompressed (HTTP answers 413 beyond it).
+/// Largest accepted request body, compressed or decompressed: HTTP answers 413 beyond it
+/// (at once for a declared `content-length`, after at most a second of discarding what the
+/// client still sends), gRPC `RESOURCE_EXHAUSTED`. A body that is not valid protobuf (values
+/// nested deeper than prost's 100 levels included) is 400 / `INVALID_ARGUMENT`.
+///
+/// Memory: one request holds at most this many bytes raw, and decoded about 20 times that
+/// for the densest valid input (a span with a million one-letter attributes, 5 MB on the wire,
+/// grows the process by about 100 MiB); the resource and scope are shared by the items of a
+/// request, never copied into each.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// A running OTLP receiver; dropping it shuts both servers down and releases hung requests.
@@ -149,11 +157,14 @@ impl RequestInfo {
 }
 
 /// A received span with its resource, instrumentation scope and transport.
+///
+/// The resource and scope are shared (`Arc`) by every item of the same export request, so a
+/// request with a large resource and many items costs the resource once, not once per item.
 #[derive(Clone, Debug)]
 #[allow(missing_docs)]
 pub struct ReceivedSpan {
-    pub resource: Resource,
-    pub scope: InstrumentationScope,
+    pub resource: Arc<Resource>,
+    pub scope: Arc<InstrumentationScope>,
     pub span: Span,
     pub transport: Transport,
 }
@@ -162,8 +173,8 @@ pub struct ReceivedSpan {
 #[derive(Clone, Debug)]
 #[allow(missing_docs)]
 pub struct ReceivedLogRecord {
-    pub resource: Resource,
-    pub scope: InstrumentationScope,
+    pub resource: Arc<Resource>,
+    pub scope: Arc<InstrumentationScope>,
     pub record: LogRecord,
     pub transport: Transport,
 }
@@ -172,8 +183,8 @@ pub struct ReceivedLogRecord {
 #[derive(Clone, Debug)]
 #[allow(missing_docs)]
 pub struct ReceivedMetric {
-    pub resource: Resource,
-    pub scope: InstrumentationScope,
+    pub resource: Arc<Resource>,
+    pub scope: Arc<InstrumentationScope>,
     pub metric: Metric,
     pub transport: Transport,
 }

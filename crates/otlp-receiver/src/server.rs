@@ -4,7 +4,7 @@ use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
@@ -60,12 +60,14 @@ macro_rules! export_impl {
             fn flatten(self, transport: Transport) -> Vec<$received> {
                 let mut out = Vec::new();
                 for r in self.$resources {
-                    let resource = r.resource.unwrap_or_default();
+                    // Shared, not copied: one resource with many attributes and many items
+                            // must not cost attributes × items.
+                    let resource = Arc::new(r.resource.unwrap_or_default());
                     for s in r.$scopes {
-                        let scope = s.scope.unwrap_or_default();
+                        let scope = Arc::new(s.scope.unwrap_or_default());
                         out.extend(s.$items.into_iter().map(|$field| $received {
-                            resource: resource.clone(),
-                            scope: scope.clone(),
+                            resource: Arc::clone(&resource),
+                            scope: Arc::clone(&scope),
                             $field,
                             transport,
                         }));
@@ -175,6 +177,7 @@ pub(crate) async fn spawn(
         };
     }
     let grpc_server = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(otlp_grpc_status))
         .add_service(limits!(TraceServiceServer::new(svc.clone())))
         .add_service(limits!(LogsServiceServer::new(svc.clone())))
         .add_service(limits!(MetricsServiceServer::new(svc)));
@@ -183,7 +186,6 @@ pub(crate) async fn spawn(
         .route(TraceReq::HTTP_PATH, post(http_export::<TraceReq>))
         .route(LogsReq::HTTP_PATH, post(http_export::<LogsReq>))
         .route(MetricsReq::HTTP_PATH, post(http_export::<MetricsReq>))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::clone(shared));
 
     match tls {
@@ -217,6 +219,32 @@ async fn bind(transport: Transport, port: u16) -> Result<(TcpListener, SocketAdd
     let listener = TcpListener::bind(loopback).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
     Ok((listener, addr))
+}
+
+/// Rewrites the statuses tonic gives request bodies it refuses before any handler runs, to
+/// what the OTLP specification asks for: a message over the size limit is `RESOURCE_EXHAUSTED`
+/// (tonic says `OUT_OF_RANGE`, which OTLP clients retry forever); a body that is not valid
+/// protobuf (or not valid gzip) is `INVALID_ARGUMENT` (tonic says `INTERNAL`). Those refusals
+/// are trailers-only responses, so the status is in the headers.
+fn otlp_grpc_status(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let message = headers
+        .get("grpc-message")
+        .map(|m| String::from_utf8_lossy(m.as_bytes()).to_ascii_lowercase())
+        .unwrap_or_default();
+    let code = match headers.get("grpc-status").map(http::HeaderValue::as_bytes) {
+        Some(b"11") if message.contains("too%20large") || message.contains("too large") => {
+            Code::ResourceExhausted
+        }
+        Some(b"13") if message.contains("decod") || message.contains("decompress") => {
+            Code::InvalidArgument
+        }
+        _ => return response,
+    };
+    headers.insert("grpc-status", http::HeaderValue::from(code as i32));
+    response
 }
 
 #[derive(Clone)]
@@ -310,7 +338,7 @@ fn http_error(status: StatusCode, message: impl Into<String>) -> HttpError {
 async fn http_export<R: Export>(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, HttpError> {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let media_type = header(CONTENT_TYPE)
@@ -320,6 +348,8 @@ async fn http_export<R: Export>(
         let msg = format!("only {PROTOBUF} is supported, got {media_type:?}");
         return Err(http_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, msg));
     }
+    let declared = header(http::header::CONTENT_LENGTH).and_then(|v| v.trim().parse::<u64>().ok());
+    let body = read_body(body, declared).await?;
     let encoding = header(CONTENT_ENCODING);
     let raw = match encoding.map(str::to_ascii_lowercase).as_deref() {
         None | Some("identity") => body,
@@ -334,6 +364,56 @@ async fn http_export<R: Export>(
     let target = (Transport::Http, R::HTTP_PATH);
     let response = shared.export(target, &headers, encoding, request).await?;
     Ok(([(CONTENT_TYPE, PROTOBUF)], response.encode_to_vec()).into_response())
+}
+
+/// How long an over-limit body is read and thrown away before the 413 is sent.
+const DISCARD_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads `body`, keeping at most [`MAX_BODY_BYTES`]; beyond that (or when the declared length
+/// is beyond it) answers 413.
+///
+/// Before answering 413 it reads and drops what the client is still sending, for at most
+/// [`DISCARD_FOR`] and `2 × MAX_BODY_BYTES`: a client that writes its whole body before reading
+/// the answer then gets the 413 (which OTLP clients do not retry) instead of a reset
+/// connection (which they do), and a client that declares gigabytes and sends nothing holds
+/// the connection for at most that second. Memory: `MAX_BODY_BYTES` per request, never more.
+async fn read_body(mut body: axum::body::Body, declared: Option<u64>) -> Result<Bytes, HttpError> {
+    use http_body_util::BodyExt as _;
+    let limit = u64::try_from(MAX_BODY_BYTES).unwrap_or(u64::MAX);
+    let mut kept = bytes::BytesMut::new();
+    if declared.is_none_or(|n| n <= limit) {
+        loop {
+            match body.frame().await {
+                None => return Ok(kept.freeze()),
+                Some(Err(e)) => {
+                    let msg = format!("cannot read the body: {e}");
+                    return Err(http_error(StatusCode::BAD_REQUEST, msg));
+                }
+                Some(Ok(frame)) => {
+                    let Some(data) = frame.data_ref() else {
+                        continue;
+                    };
+                    if kept.len() + data.len() > MAX_BODY_BYTES {
+                        break;
+                    }
+                    kept.extend_from_slice(data);
+                }
+            }
+        }
+    }
+    drop(kept);
+    let discard = async {
+        let mut seen = 0_usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > 2 * MAX_BODY_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_FOR, discard).await;
+    let msg = format!("the body exceeds {MAX_BODY_BYTES} bytes");
+    Err(http_error(StatusCode::PAYLOAD_TOO_LARGE, msg))
 }
 
 /// Decompresses a gzip body, refusing more than [`MAX_BODY_BYTES`] of output.

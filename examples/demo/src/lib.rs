@@ -321,3 +321,78 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
     }
     Ok(all_passed)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use otlp_receiver::opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use otlp_receiver::opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
+    use otlp_receiver::{Received, ReceivedLogRecord, ReceivedSpan, Snapshot, Transport};
+
+    use super::news;
+
+    fn span(trace: u8, id: u8, name: &str) -> ReceivedSpan {
+        ReceivedSpan {
+            resource: Default::default(),
+            scope: Default::default(),
+            span: ProtoSpan {
+                trace_id: vec![trace; 16],
+                span_id: vec![id; 8],
+                name: name.into(),
+                ..ProtoSpan::default()
+            },
+            transport: Transport::Grpc,
+        }
+    }
+
+    #[test]
+    fn keep_prints_only_what_arrived_since_last_time_spans_and_logs() {
+        let mut snapshot = Snapshot::default();
+        snapshot.spans.push(span(1, 1, "old-trace"));
+        snapshot.spans.push(span(2, 2, "new-root"));
+        snapshot.spans.push(span(2, 3, "new-sibling"));
+        snapshot.log_records.push(ReceivedLogRecord {
+            resource: Default::default(),
+            scope: Default::default(),
+            record: LogRecord {
+                severity_text: "WARN".into(),
+                body: None,
+                trace_id: vec![2; 16],
+                span_id: vec![2; 8],
+                ..LogRecord::default()
+            },
+            transport: Transport::Http,
+        });
+        // Three spans were dropped by the receiver's cap since the last print; two arrived.
+        snapshot.received = Received {
+            spans: 7,
+            log_records: 1,
+            metrics: 0,
+        };
+        let printed = Received {
+            spans: 5,
+            log_records: 0,
+            metrics: 0,
+        };
+        let out = news(&snapshot, printed);
+        assert!(!out.contains("old-trace"), "{out}");
+        assert_eq!(out.matches("\nTrace ").count(), 1, "{out}");
+        assert!(
+            out.contains(&format!("Trace {}:", "02".repeat(16))),
+            "{out}"
+        );
+        assert!(
+            out.contains("new-root") && out.contains("new-sibling"),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "WARN    trace_id={} span_id={}",
+                "02".repeat(16),
+                "02".repeat(8)
+            )),
+            "{out}"
+        );
+        assert_eq!(news(&snapshot, snapshot.received), "", "nothing new");
+    }
+}

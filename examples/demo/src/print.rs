@@ -163,7 +163,7 @@ pub fn render_tree(spans: &[&ReceivedSpan]) -> String {
     enum Parent {
         Root,
         Missing,
-        SelfParent,
+        OwnId,
         Node(usize),
     }
     let parents: Vec<Parent> = nodes
@@ -176,7 +176,7 @@ pub fn render_tree(spans: &[&ReceivedSpan]) -> String {
             }
             match index.get(parent) {
                 None => Parent::Missing,
-                Some(&p) if p == n => Parent::SelfParent,
+                Some(&p) if p == n => Parent::OwnId,
                 Some(&p) => Parent::Node(p),
             }
         })
@@ -219,7 +219,7 @@ pub fn render_tree(spans: &[&ReceivedSpan]) -> String {
                 "  (parent {} not received)",
                 hex(&spans[nodes[root]].span.parent_span_id)
             ),
-            Parent::SelfParent => "  (its own parent)".to_string(),
+            Parent::OwnId => "  (its own parent)".to_string(),
             _ => String::new(),
         };
         walk(root, &note, &mut out, &mut visited);
@@ -298,5 +298,328 @@ fn severity_name(number: i32) -> &'static str {
         17..=20 => "ERROR",
         21..=24 => "FATAL",
         _ => "UNSET",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use otlp_receiver::opentelemetry_proto::tonic::common::v1::{
+        AnyValue, ArrayValue, KeyValue, KeyValueList, any_value::Value,
+    };
+    use otlp_receiver::opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use otlp_receiver::opentelemetry_proto::tonic::resource::v1::Resource;
+    use otlp_receiver::opentelemetry_proto::tonic::trace::v1::Span;
+    use otlp_receiver::{ReceivedLogRecord, ReceivedSpan, Transport};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn string(s: &str) -> AnyValue {
+        AnyValue {
+            value: Some(Value::StringValue(s.into())),
+        }
+    }
+
+    fn kv(key: &str, value: AnyValue) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(value),
+            ..KeyValue::default()
+        }
+    }
+
+    fn resource(service: &str) -> Resource {
+        Resource {
+            attributes: vec![kv("service.name", string(service))],
+            ..Resource::default()
+        }
+    }
+
+    /// A span with id `id` (8 bytes), parent `parent` (`None`: a root), started at `start`.
+    fn span(id: u64, parent: Option<u64>, name: &str, service: &str, start: u64) -> ReceivedSpan {
+        ReceivedSpan {
+            resource: resource(service).into(),
+            scope: Default::default(),
+            span: Span {
+                trace_id: vec![7; 16],
+                span_id: id.to_be_bytes().to_vec(),
+                parent_span_id: parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+                name: name.into(),
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 1_500_000,
+                ..Span::default()
+            },
+            transport: Transport::Http,
+        }
+    }
+
+    fn render(spans: &[ReceivedSpan]) -> String {
+        render_tree(&spans.iter().collect::<Vec<_>>())
+    }
+
+    /// The line holding the span named `name` (names in these tests are unique words).
+    fn line_of<'a>(out: &'a str, name: &str) -> &'a str {
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(name))
+            .collect();
+        assert_eq!(lines.len(), 1, "{name} once in:\n{out}");
+        lines[0]
+    }
+
+    fn depth(line: &str) -> usize {
+        (line.len() - line.trim_start().len()) / 2 - 1
+    }
+
+    fn assert_no_raw_controls(out: &str) {
+        for line in out.lines() {
+            assert!(!line.chars().any(is_hostile), "raw control in {line:?}");
+        }
+    }
+
+    #[test]
+    fn children_print_under_their_parent_in_start_order() {
+        let out = render(&[
+            span(3, Some(1), "second", "orders", 30),
+            span(1, None, "root", "gateway", 10),
+            span(2, Some(1), "first", "orders", 20),
+            span(4, Some(2), "grandchild", "worker", 25),
+        ]);
+        let names: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert_eq!(names, ["root", "first", "grandchild", "second"], "{out}");
+        assert_eq!(depth(line_of(&out, "root")), 0);
+        assert_eq!(depth(line_of(&out, "first")), 1);
+        assert_eq!(depth(line_of(&out, "grandchild")), 2);
+        assert!(line_of(&out, "root").contains("1.50 ms  unset"), "{out}");
+    }
+
+    #[test]
+    fn self_parents_cycles_missing_parents_and_duplicates_are_each_printed_once_and_named() {
+        let out = render(&[
+            span(1, Some(1), "selfish", "a", 1),
+            // A three-span cycle with a tail hanging off it.
+            span(10, Some(12), "c10", "b", 2),
+            span(11, Some(10), "c11", "b", 3),
+            span(12, Some(11), "c12", "b", 4),
+            span(13, Some(11), "tail", "b", 5),
+            span(20, Some(99), "orphan", "c", 6),
+            span(30, None, "root", "d", 7),
+            span(30, None, "twin", "d", 8),
+        ]);
+        assert!(
+            line_of(&out, "selfish").ends_with("(its own parent)"),
+            "{out}"
+        );
+        assert!(
+            line_of(&out, "orphan").ends_with("(parent 0000000000000063 not received)"),
+            "{out}"
+        );
+        let cycle_roots = out.matches("(parent cycle)").count();
+        assert_eq!(cycle_roots, 1, "one cycle, entered once:\n{out}");
+        for name in ["c10", "c11", "c12", "tail", "root"] {
+            line_of(&out, name);
+        }
+        assert!(out.contains("Duplicate span ids"), "{out}");
+        assert!(
+            line_of(&out, "twin").contains("span_id=000000000000001e"),
+            "{out}"
+        );
+        assert_eq!(
+            out.lines().count(),
+            9,
+            "eight spans and the duplicates heading:\n{out}"
+        );
+    }
+
+    #[test]
+    fn control_characters_in_names_and_bodies_are_escaped() {
+        let out = render(&[span(1, None, "x\u{1b}[2J\r\nFAKE\u{202e}", "svc\u{7}", 1)]);
+        assert_no_raw_controls(&out);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("x\\u{1b}[2J\\r\\nFAKE\\u{202e}"), "{out}");
+        assert!(out.contains("svc\\u{7}"), "{out}");
+
+        let record = ReceivedLogRecord {
+            resource: resource("w\u{0}rker").into(),
+            scope: Default::default(),
+            record: LogRecord {
+                severity_text: "WARN\u{1b}".into(),
+                body: Some(string("line one\nPASS trace forged\u{9b}")),
+                trace_id: vec![0xab; 16],
+                span_id: vec![0xcd; 8],
+                ..LogRecord::default()
+            },
+            transport: Transport::Grpc,
+        };
+        let line = log_line(&record);
+        assert_no_raw_controls(&line);
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            line,
+            format!(
+                "  w\\u{{0}}rker WARN\\u{{1b}} line one\\nPASS trace forged\\u{{9b}}  trace_id={} span_id={}",
+                "ab".repeat(16),
+                "cd".repeat(8)
+            )
+        );
+    }
+
+    #[test]
+    fn a_log_record_without_severity_text_or_ids_names_its_severity_number() {
+        let record = ReceivedLogRecord {
+            resource: resource("quickstart").into(),
+            scope: Default::default(),
+            record: LogRecord {
+                severity_number: 17,
+                body: Some(string("boom")),
+                ..LogRecord::default()
+            },
+            transport: Transport::Http,
+        };
+        assert_eq!(
+            log_line(&record),
+            "  quickstart ERROR boom  trace_id=- span_id=-"
+        );
+    }
+
+    #[test]
+    fn a_body_nested_ten_thousand_deep_is_cut_not_recursed() {
+        let mut value = string("leaf");
+        for i in 0..10_000 {
+            value = if i % 2 == 0 {
+                AnyValue {
+                    value: Some(Value::ArrayValue(ArrayValue {
+                        values: vec![value],
+                    })),
+                }
+            } else {
+                AnyValue {
+                    value: Some(Value::KvlistValue(KeyValueList {
+                        values: vec![kv("k", value)],
+                    })),
+                }
+            };
+        }
+        let text = body_text(Some(&value));
+        assert!(text.starts_with("{k: [{k: ["), "{text}");
+        assert!(text.ends_with('…'), "{text}");
+        assert_eq!(text.chars().count(), MAX_BODY_CHARS + 1);
+        // Dropping it would recurse through the proto types' own Drop; that is not the code
+        // under test.
+        std::mem::forget(value);
+
+        let int = AnyValue {
+            value: Some(Value::IntValue(1)),
+        };
+        let boolean = AnyValue {
+            value: Some(Value::BoolValue(true)),
+        };
+        let array = AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue {
+                values: vec![int, boolean],
+            })),
+        };
+        let small = AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList {
+                values: vec![kv("a", string("x")), kv("b", array)],
+            })),
+        };
+        assert_eq!(body_text(Some(&small)), "{a: x, b: [1, true]}");
+    }
+
+    #[test]
+    fn a_parent_chain_twenty_thousand_deep_prints_every_span_without_overflow() {
+        const DEPTH: u64 = 20_000;
+        let spans: Vec<ReceivedSpan> = (0..DEPTH)
+            .map(|i| {
+                span(
+                    i + 1,
+                    i.checked_sub(0).filter(|&p| p > 0),
+                    &format!("s{i}"),
+                    "deep",
+                    i,
+                )
+            })
+            .collect();
+        let started = Instant::now();
+        let out = render(&spans);
+        let took = started.elapsed();
+        eprintln!("20,000-deep chain printed in {took:?}, {} bytes", out.len());
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), DEPTH as usize);
+        assert_eq!(lines[0].split_whitespace().nth(1), Some("s0"));
+        let last = lines[lines.len() - 1];
+        assert!(last.contains("[depth 19999] deep"), "{last}");
+        // Indentation is capped, so the output grows linearly with the spans.
+        assert!(lines.iter().all(|l| l.len() < 160), "{last}");
+        assert!(took.as_secs() < 5, "{took:?}");
+    }
+
+    /// Span graphs with random parent pointers: ids from a pool a little smaller than the
+    /// span count (so ids repeat), parents anywhere in a larger pool (missing, self, cycles).
+    fn graph() -> impl Strategy<Value = Vec<(u16, Option<u16>, String, String)>> {
+        (1_usize..3000).prop_flat_map(|n| {
+            let pool = (n as u16).saturating_add(n as u16 / 8).max(1);
+            let junk = "[a-z \\x00-\\x1f\\x7f\\u{80}-\\u{9f}\\u{202e}\\u{200b}\\n]{0,6}";
+            proptest::collection::vec(
+                (0..pool, proptest::option::of(0..pool + 4), junk, junk),
+                n..=n,
+            )
+        })
+    }
+
+    /// The span numbers in `text`: every `n<digits>#` (names are `n<i>#<junk>` and junk has
+    /// neither digits nor `#`).
+    fn markers(text: &str) -> Vec<usize> {
+        let bytes = text.as_bytes();
+        let mut found = Vec::new();
+        for (at, &b) in bytes.iter().enumerate() {
+            if b != b'n' {
+                continue;
+            }
+            let digits = bytes[at + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if digits > 0 && bytes.get(at + 1 + digits) == Some(&b'#') {
+                found.push(text[at + 1..at + 1 + digits].parse().unwrap());
+            }
+        }
+        found
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_span_graph_prints_every_span_exactly_once_and_no_raw_control(graph in graph()) {
+            let spans: Vec<ReceivedSpan> = graph
+                .iter()
+                .enumerate()
+                .map(|(i, (id, parent, junk, service))| {
+                    let parent = parent.map(u64::from);
+                    span(u64::from(*id), parent, &format!("n{i}#{junk}"), service, i as u64 % 7)
+                })
+                .collect();
+            let out = render(&spans);
+            let mut seen: HashMap<usize, usize> = HashMap::new();
+            for i in markers(&out) {
+                *seen.entry(i).or_default() += 1;
+            }
+            for i in 0..spans.len() {
+                prop_assert_eq!(seen.get(&i).copied(), Some(1), "span {} in:\n{}", i, out);
+            }
+            prop_assert_eq!(seen.len(), spans.len());
+            for line in out.lines() {
+                prop_assert!(!line.chars().any(is_hostile), "raw control in {:?}", line);
+            }
+        }
     }
 }

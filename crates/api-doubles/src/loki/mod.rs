@@ -242,9 +242,9 @@ async fn push(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
     };
     let mut records = Vec::new();
     for rl in request.resource_logs {
-        let resource = rl.resource.unwrap_or_default();
+        let resource = std::sync::Arc::new(rl.resource.unwrap_or_default());
         for sl in rl.scope_logs {
-            let scope = sl.scope.unwrap_or_default();
+            let scope = std::sync::Arc::new(sl.scope.unwrap_or_default());
             records.extend(sl.log_records.into_iter().map(|record| ReceivedLogRecord {
                 resource: resource.clone(),
                 scope: scope.clone(),
