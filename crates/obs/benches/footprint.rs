@@ -179,7 +179,7 @@ fn main() {
             GrafanaDouble::start(GrafanaConfig::default().with_token(TOKEN, Role::Admin)).unwrap();
         first.push(timed(against(&grafana, "provision")));
         repeat.push(timed(against(&grafana, "provision")));
-        assert_eq!(grafana.datasources().len(), 4, "provisioned for real");
+        assert_eq!(grafana.datasources().len(), 5, "provisioned for real");
     }
     println!(
         "obs provision (shipped files, Grafana double): first run median {:?}, repeat (no changes) median {:?}, of {runs}",
