@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use api_doubles::FaultSwitches;
 use api_doubles::collector::CollectorDouble;
 use api_doubles::jaeger::JaegerDouble;
 use api_doubles::loki::LokiDouble;

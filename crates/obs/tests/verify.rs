@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use api_doubles::FaultSwitches;
 use api_doubles::collector::CollectorDouble;
 use api_doubles::jaeger::JaegerDouble;
 use api_doubles::loki::LokiDouble;
