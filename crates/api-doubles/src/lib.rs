@@ -24,6 +24,7 @@ pub mod collector;
 mod common;
 pub mod grafana;
 pub mod jaeger;
+mod lexer;
 pub mod loki;
 mod otlp_json;
 pub mod tempo;
