@@ -19,9 +19,14 @@
 //! its own ports, as Tempo's distributor listens on 4317/4318. Real search lags by-id by about
 //! 30 s: [`TempoDouble::visible_after`] and [`TempoDouble::searchable_after`] are separate.
 //!
+//! Search parameters are checked as `pkg/api/http.go` and its tests do (`invalid limit: must be a
+//! positive number`, `invalid spss: …`, `invalid request: can't specify tags and q in the same
+//! query`, `http parameter start must be before end. …`); search by `tags=`, `minDuration` or
+//! `maxDuration` is refused with a 400 saying it is not modelled rather than answered wrongly.
+//!
 //! Not modelled: OTLP/HTTP JSON intake (the receiver answers 415), `Accept: application/protobuf`,
 //! the by-id `start`/`end` window, multi-tenancy (`X-Scope-OrgID`), tag endpoints, TraceQL
-//! metrics, search with `tags=`/`minDuration`, search's `metrics` beyond plausible counters, and
+//! metrics, search's `metrics` beyond plausible counters, and
 //! HTTP/2 on the query port. Queries answer even while `/ready` says 503; its 503 body (Tempo
 //! 3 has no ingesters) is a guess, settable with [`TempoDouble::set_not_ready_reason`]. While
 //! "down", the query port is closed and OTLP exports are refused with UNAVAILABLE / 503.
@@ -244,6 +249,18 @@ fn int_param(pairs: &[(String, String)], name: &str) -> Result<Option<i64>, Stri
 
 async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
     let pairs = common::query_pairs(raw.as_deref());
+    let given = |name| common::param(&pairs, name).is_some_and(|v| !v.is_empty());
+    if given("tags") && given("q") {
+        let message = "invalid request: can't specify tags and q in the same query\n";
+        return common::text(400, message);
+    }
+    if let Some(name) = ["tags", "minDuration", "maxDuration"]
+        .into_iter()
+        .find(|n| given(n))
+    {
+        let message = format!("not modelled by the Tempo double (search by {name}): use q\n");
+        return common::text(400, message);
+    }
     let query = match traceql::parse(common::param(&pairs, "q").unwrap_or_default()) {
         Ok(query) => query,
         Err(message) => return common::text(400, format!("{message}\n")),
@@ -264,6 +281,9 @@ async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
     };
     if limit.is_some_and(|l| l <= 0) {
         return common::text(400, "invalid limit: must be a positive number\n");
+    }
+    if spss.is_some_and(|l| l <= 0) {
+        return common::text(400, "invalid spss: must be a positive number\n");
     }
     if let (Some(start), Some(end)) = (start, end)
         && end < start
