@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use otlp_receiver::{Behavior, OtlpReceiver, Snapshot};
 
-use crate::common::{self, DoubleThread, StoreError, lock};
+use crate::chassis::{self, Error, Running};
+use crate::common::lock;
 use crate::jaeger::JaegerDouble;
 use crate::loki::LokiDouble;
 use crate::tempo::TempoDouble;
@@ -26,7 +27,7 @@ use crate::tempo::TempoDouble;
 #[derive(Debug)]
 pub struct CollectorDouble {
     receiver: Arc<OtlpReceiver>,
-    _thread: DoubleThread,
+    _running: Running,
 }
 
 impl CollectorDouble {
@@ -36,35 +37,29 @@ impl CollectorDouble {
         tempo: Option<&TempoDouble>,
         jaeger: Option<&JaegerDouble>,
         loki: Option<&LokiDouble>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, Error> {
         let (tempo, jaeger, loki) = (
             tempo.map(TempoDouble::shared),
             jaeger.map(JaegerDouble::shared),
             loki.map(LokiDouble::shared),
         );
-        let (reply, replied) = std::sync::mpsc::channel();
-        let thread = DoubleThread::spawn("collector", move || async move {
-            let Some(receiver) = common::start_receiver("collector", reply).await else {
-                return;
-            };
-            common::pump(receiver, move |spans, logs| {
-                if let Some(tempo) = &tempo {
-                    lock(&tempo.traces).ingest(spans);
-                }
-                if let Some(jaeger) = &jaeger {
-                    lock(&jaeger.traces).ingest(spans);
-                }
-                if let Some(loki) = &loki {
-                    // A refused entry is what the collector's exporter would log and drop.
-                    let _ = loki.ingest(logs);
-                }
-            })
-            .await;
-        })?;
-        let receiver = common::await_receiver("collector", &replied)?;
+        let sink: chassis::Sink = Box::new(move |spans, logs| {
+            if let Some(tempo) = &tempo {
+                lock(&tempo.traces).ingest(spans);
+            }
+            if let Some(jaeger) = &jaeger {
+                lock(&jaeger.traces).ingest(spans);
+            }
+            if let Some(loki) = &loki {
+                // A refused entry is what the collector's exporter would log and drop.
+                let _ = loki.ingest(logs);
+            }
+        });
+        let (running, receiver) =
+            chassis::run_with_intake("collector", Vec::new(), sink, Arc::default())?;
         Ok(Self {
             receiver,
-            _thread: thread,
+            _running: running,
         })
     }
 

@@ -1,51 +1,14 @@
-//! What the trace and log store doubles share: their thread and runtime, a query listener that
-//! can go down (closing the port and every kept-alive connection) and come back on the same port,
-//! readiness counters, request recording, OTLP intake pumping, and small parsing helpers.
+//! Small helpers the store doubles' handlers share: request recording, query strings, plain-text
+//! and JSON answers as Go servers write them, and times. The server machinery is in `chassis`.
 
-use std::future::Future;
-use std::net::TcpListener as StdListener;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use otlp_receiver::{OtlpReceiver, ReceivedLogRecord, ReceivedSpan};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{oneshot, watch};
 
 pub use crate::grafana::RecordedRequest;
-
-/// Why a trace or log store double could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A port could not be bound on 127.0.0.1.
-    #[error("cannot bind 127.0.0.1:{port}: {source}")]
-    Bind {
-        /// The port asked for (0: any).
-        port: u16,
-        /// The bind error.
-        source: std::io::Error,
-    },
-    /// The double's thread or runtime could not be started.
-    #[error("cannot start the {double} double's runtime: {source}")]
-    Runtime {
-        /// Which double.
-        double: &'static str,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// The embedded OTLP receiver (crate `otlp-receiver`) could not start.
-    #[error("cannot start the {double} double's OTLP receiver: {message}")]
-    Receiver {
-        /// Which double.
-        double: &'static str,
-        /// The receiver's error.
-        message: String,
-    },
-}
 
 /// Locks ignoring poisoning: a panicking handler must not take the double down with it.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,238 +21,6 @@ pub(crate) fn now_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// `/ready` as dskit-based servers answer it: not ready for the next `not_ready_calls` calls,
-/// then whatever `ready` says.
-#[derive(Debug)]
-pub(crate) struct Readiness {
-    pub(crate) ready: bool,
-    pub(crate) not_ready_calls: u32,
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self {
-            ready: true,
-            not_ready_calls: 0,
-        }
-    }
-}
-
-impl Readiness {
-    /// Whether this call answers "ready" (consumes one not-ready call).
-    pub(crate) fn check(&mut self) -> bool {
-        if self.not_ready_calls > 0 {
-            self.not_ready_calls -= 1;
-            return false;
-        }
-        self.ready
-    }
-}
-
-/// A double's own thread and current-thread runtime; dropping it stops both.
-#[derive(Debug)]
-pub(crate) struct DoubleThread {
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl DoubleThread {
-    /// Runs `main()` on a new thread until it ends or this handle is dropped.
-    pub(crate) fn spawn<F, Fut>(double: &'static str, main: F) -> Result<Self, StoreError>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + 'static,
-    {
-        let runtime_error = |source| StoreError::Runtime { double, source };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(runtime_error)?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("{double}-double"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    tokio::select! {
-                        () = main() => {}
-                        _ = stopped => {}
-                    }
-                });
-            })
-            .map_err(runtime_error)?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for DoubleThread {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Binds `127.0.0.1:port` (0: any free port) now, so the port is known before the double runs.
-pub(crate) fn bind(port: u16) -> Result<(StdListener, u16), StoreError> {
-    let bind_error = |source| StoreError::Bind { port, source };
-    let listener = StdListener::bind(("127.0.0.1", port)).map_err(bind_error)?;
-    listener.set_nonblocking(true).map_err(bind_error)?;
-    let bound = listener.local_addr().map_err(bind_error)?.port();
-    Ok((listener, bound))
-}
-
-/// Counts open listeners and connections, so going down or up can wait until it took effect.
-#[derive(Debug, Default)]
-struct Gauge {
-    open: Mutex<usize>,
-    changed: Condvar,
-}
-
-/// One open listener or connection; dropping it closes the count.
-#[derive(Debug)]
-pub(crate) struct Open(Arc<Gauge>);
-
-impl Open {
-    fn new(gauge: &Arc<Gauge>) -> Self {
-        *lock(&gauge.open) += 1;
-        gauge.changed.notify_all();
-        Self(Arc::clone(gauge))
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        let mut open = lock(&self.0.open);
-        *open = open.saturating_sub(1);
-        self.0.changed.notify_all();
-    }
-}
-
-/// Takes a double's listeners down (ports closed, connections dropped) and back up.
-#[derive(Debug)]
-pub(crate) struct Switch {
-    down: watch::Sender<bool>,
-    gauge: Arc<Gauge>,
-    listeners: usize,
-}
-
-/// What [`serve`] needs from the [`Switch`] for one listener.
-#[derive(Debug)]
-pub(crate) struct Port {
-    down: watch::Receiver<bool>,
-    gauge: Arc<Gauge>,
-    open: Open,
-}
-
-impl Switch {
-    pub(crate) fn new() -> Self {
-        Self {
-            down: watch::Sender::new(false),
-            gauge: Arc::default(),
-            listeners: 0,
-        }
-    }
-
-    /// Registers one more (already bound, hence open) listener.
-    pub(crate) fn port(&mut self) -> Port {
-        self.listeners += 1;
-        Port {
-            down: self.down.subscribe(),
-            gauge: Arc::clone(&self.gauge),
-            open: Open::new(&self.gauge),
-        }
-    }
-
-    /// Closes every listener and connection; returns once they are closed (at most 5 s).
-    pub(crate) fn set_down(&self) {
-        self.down.send_replace(true);
-        self.wait(|open| open == 0);
-    }
-
-    /// Binds the same ports again; returns once they listen (at most 5 s).
-    pub(crate) fn set_up(&self) {
-        self.down.send_replace(false);
-        self.wait(|open| open >= self.listeners);
-    }
-
-    fn wait(&self, done: impl Fn(usize) -> bool) {
-        let guard = lock(&self.gauge.open);
-        let timeout = Duration::from_secs(5);
-        let _ = self
-            .gauge
-            .changed
-            .wait_timeout_while(guard, timeout, |open| !done(*open));
-    }
-}
-
-/// Serves `app` on `listener` (HTTP/1.1) while the [`Switch`] is up. Going down closes the
-/// listener and drops every open connection (clients see "connection refused" or a reset, as
-/// with a stopped server); coming back up binds the same port anew.
-pub(crate) async fn serve(listener: StdListener, app: Router, port: Port) {
-    let Port {
-        mut down,
-        gauge,
-        open,
-    } = port;
-    let number = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let mut current = tokio::net::TcpListener::from_std(listener)
-        .ok()
-        .map(|l| (l, open));
-    loop {
-        if let Some((up, open)) = current.take() {
-            let connections = down.clone();
-            loop {
-                tokio::select! {
-                    accepted = up.accept() => {
-                        if let Ok((stream, _)) = accepted {
-                            let open = Open::new(&gauge);
-                            let down = connections.clone();
-                            tokio::spawn(connection(stream, app.clone(), down, open));
-                        }
-                    }
-                    _ = down.wait_for(|d| *d) => break,
-                }
-            }
-            drop((up, open));
-        }
-        if down.wait_for(|d| !*d).await.is_err() {
-            return;
-        }
-        current = rebind(number).await.map(|l| (l, Open::new(&gauge)));
-    }
-}
-
-async fn rebind(port: u16) -> Option<tokio::net::TcpListener> {
-    for _ in 0..50 {
-        let socket = TcpSocket::new_v4().ok()?;
-        let _ = socket.set_reuseaddr(true);
-        if socket.bind(([127, 0, 0, 1], port).into()).is_ok()
-            && let Ok(listener) = socket.listen(1024)
-        {
-            return Some(listener);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
-async fn connection(stream: TcpStream, app: Router, mut down: watch::Receiver<bool>, open: Open) {
-    let service = hyper_util::service::TowerToHyperService::new(app);
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-    tokio::select! {
-        _ = conn => {}
-        _ = down.wait_for(|d| *d) => {}
-    }
-    drop(open);
 }
 
 /// The requests a double answered, shared with its recording middleware.
@@ -336,61 +67,6 @@ pub(crate) fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a 
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
-}
-
-/// Receives what arrives at `receiver` and hands each new batch to `sink`, until the runtime
-/// stops. Every span and log record reaches `sink` exactly once.
-pub(crate) async fn pump(
-    receiver: Arc<OtlpReceiver>,
-    mut sink: impl FnMut(&[ReceivedSpan], &[ReceivedLogRecord]),
-) {
-    let (mut spans_seen, mut logs_seen) = (0, 0);
-    loop {
-        let news = |s: &otlp_receiver::Snapshot| {
-            s.spans.len() != spans_seen || s.log_records.len() != logs_seen
-        };
-        let Ok(snapshot) = receiver.wait_until(Duration::from_secs(3600), news).await else {
-            continue;
-        };
-        let spans = snapshot.spans.get(spans_seen..).unwrap_or_default();
-        let logs = snapshot.log_records.get(logs_seen..).unwrap_or_default();
-        sink(spans, logs);
-        (spans_seen, logs_seen) = (snapshot.spans.len(), snapshot.log_records.len());
-    }
-}
-
-/// Starts an [`OtlpReceiver`] on the current (double's) runtime and hands it back to the
-/// starting thread through `reply`; returns it for the double's own use.
-pub(crate) async fn start_receiver(
-    double: &'static str,
-    reply: std::sync::mpsc::Sender<Result<Arc<OtlpReceiver>, StoreError>>,
-) -> Option<Arc<OtlpReceiver>> {
-    match OtlpReceiver::start().await {
-        Ok(receiver) => {
-            let receiver = Arc::new(receiver);
-            let _ = reply.send(Ok(Arc::clone(&receiver)));
-            Some(receiver)
-        }
-        Err(e) => {
-            let message = e.to_string();
-            let _ = reply.send(Err(StoreError::Receiver { double, message }));
-            None
-        }
-    }
-}
-
-/// Waits (bounded) for the receiver started by [`start_receiver`].
-pub(crate) fn await_receiver(
-    double: &'static str,
-    reply: &std::sync::mpsc::Receiver<Result<Arc<OtlpReceiver>, StoreError>>,
-) -> Result<Arc<OtlpReceiver>, StoreError> {
-    match reply.recv_timeout(Duration::from_secs(10)) {
-        Ok(result) => result,
-        Err(e) => Err(StoreError::Receiver {
-            double,
-            message: format!("no answer from the double's thread: {e}"),
-        }),
-    }
 }
 
 /// A plain-text answer, as Go's `http.Error` writes it.
@@ -492,6 +168,8 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i128> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -31,7 +31,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -40,32 +40,26 @@ use axum::routing::get;
 use base64::Engine as _;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-use otlp_receiver::{Behavior, OtlpReceiver, ReceivedSpan, hex};
+use otlp_receiver::{OtlpReceiver, ReceivedSpan, hex};
 use serde_json::{Map, Value, json};
 
-use crate::common::{
-    self, DoubleThread, Readiness, RecordedRequest, Requests, StoreError, Switch, lock, rfc3339,
-};
+use crate::chassis::{self, Error, FaultState, FaultSwitches, Faults, Running, Sealed};
+use crate::common::{self, RecordedRequest, Requests, lock, rfc3339};
 use crate::otlp_json::{self, Dialect};
 use crate::trace_store::{TraceStore, parse_hex_id};
 
 #[derive(Debug)]
-struct Settings {
-    visible_after: Duration,
-    readiness: Readiness,
-    base64_ids: bool,
-    started: SystemTime,
-}
-
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) traces: Mutex<TraceStore>,
-    settings: Mutex<Settings>,
+    faults: Arc<FaultState>,
+    base64_ids: Mutex<bool>,
+    started: SystemTime,
 }
 
 type AppState = State<Arc<Shared>>;
 
-/// A running Jaeger v2 double; dropping it stops it and frees its ports.
+/// A running Jaeger v2 double; dropping it stops it and frees its ports. Its fault switches
+/// are [`FaultSwitches`] (going down closes the query and health ports and refuses exports).
 #[derive(Debug)]
 pub struct JaegerDouble {
     shared: Arc<Shared>,
@@ -73,29 +67,25 @@ pub struct JaegerDouble {
     receiver: Arc<OtlpReceiver>,
     url: String,
     health_url: String,
-    switch: Switch,
-    _thread: DoubleThread,
+    running: Running,
 }
 
 impl JaegerDouble {
     /// Starts on free ports of `127.0.0.1`.
-    pub fn start() -> Result<Self, StoreError> {
+    pub fn start() -> Result<Self, Error> {
         Self::start_on(0, 0)
     }
 
     /// Starts with the query API on `query_port` and the health check on `health_port`
     /// (0: any free port); OTLP on free ports.
-    pub fn start_on(query_port: u16, health_port: u16) -> Result<Self, StoreError> {
-        let (query, query_port) = common::bind(query_port)?;
-        let (health, health_port) = common::bind(health_port)?;
+    pub fn start_on(query_port: u16, health_port: u16) -> Result<Self, Error> {
+        let (query, query_port) = chassis::bind(query_port)?;
+        let (health, health_port) = chassis::bind(health_port)?;
         let shared = Arc::new(Shared {
             traces: Mutex::default(),
-            settings: Mutex::new(Settings {
-                visible_after: Duration::ZERO,
-                readiness: Readiness::default(),
-                base64_ids: false,
-                started: SystemTime::now(),
-            }),
+            faults: Arc::default(),
+            base64_ids: Mutex::new(false),
+            started: SystemTime::now(),
         });
         let requests = Requests::default();
         let record = axum::middleware::from_fn_with_state(Arc::clone(&requests), common::record);
@@ -112,29 +102,18 @@ impl JaegerDouble {
             .fallback(async || common::text(404, "404 page not found\n"))
             .with_state(Arc::clone(&shared))
             .layer(record);
-        let mut switch = Switch::new();
-        let (query_switch, health_switch) = (switch.port(), switch.port());
-        let (reply, replied) = std::sync::mpsc::channel();
         let store = Arc::clone(&shared);
-        let thread = DoubleThread::spawn("jaeger", move || async move {
-            let Some(receiver) = common::start_receiver("jaeger", reply).await else {
-                return;
-            };
-            tokio::spawn(common::pump(receiver, move |spans, _| {
-                lock(&store.traces).ingest(spans);
-            }));
-            tokio::spawn(common::serve(health, health_app, health_switch));
-            common::serve(query, query_app, query_switch).await;
-        })?;
-        let receiver = common::await_receiver("jaeger", &replied)?;
+        let intake: chassis::Sink = Box::new(move |spans, _| lock(&store.traces).ingest(spans));
+        let ports = vec![(query, query_app), (health, health_app)];
+        let faults = Arc::clone(&shared.faults);
+        let (running, receiver) = chassis::run_with_intake("jaeger", ports, intake, faults)?;
         Ok(Self {
             shared,
             requests,
             receiver,
             url: format!("http://127.0.0.1:{query_port}"),
             health_url: format!("http://127.0.0.1:{health_port}"),
-            switch,
-            _thread: thread,
+            running,
         })
     }
 
@@ -158,39 +137,9 @@ impl JaegerDouble {
         self.receiver.http_endpoint()
     }
 
-    /// Queries show a span only this long after it arrived (default: at once).
-    pub fn visible_after(&self, lag: Duration) {
-        lock(&self.shared.settings).visible_after = lag;
-    }
-
     /// `/api/v3` writes ids as base64 (older gateway builds) instead of hex.
     pub fn set_base64_ids(&self, base64: bool) {
-        lock(&self.shared.settings).base64_ids = base64;
-    }
-
-    /// `/status` answers 200 `StatusOK` when `true`, else 503 `StatusStarting`.
-    pub fn set_ready(&self, ready: bool) {
-        lock(&self.shared.settings).readiness.ready = ready;
-    }
-
-    /// The next `calls` calls of `/status` answer 503 (a Jaeger still starting).
-    pub fn not_ready_for(&self, calls: u32) {
-        lock(&self.shared.settings).readiness.not_ready_calls = calls;
-    }
-
-    /// Goes down: query and health ports closed, OTLP exports refused. Stored data is kept.
-    pub fn set_down(&self) {
-        self.receiver.set_behavior(Behavior::Reject {
-            grpc: tonic::Code::Unavailable,
-            http_status: 503,
-        });
-        self.switch.set_down();
-    }
-
-    /// Comes back up on the same ports.
-    pub fn set_up(&self) {
-        self.receiver.set_behavior(Behavior::Accept);
-        self.switch.set_up();
+        *lock(&self.shared.base64_ids) = base64;
     }
 
     /// Loses every stored and future span for which `predicate` holds.
@@ -217,6 +166,16 @@ impl JaegerDouble {
 
     pub(crate) fn shared(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
+    }
+}
+
+impl Sealed for JaegerDouble {}
+
+/// Readiness is `GET {health_url}/status`: 200 `StatusOK`, or 503 `StatusStarting` while not
+/// ready.
+impl FaultSwitches for JaegerDouble {
+    fn faults(&self) -> &Faults {
+        &self.running.faults
     }
 }
 
@@ -265,7 +224,7 @@ fn gateway_error(status: u16, message: &str) -> Response {
 }
 
 fn visible_trace(s: &Shared, id: &[u8; 16]) -> Vec<ReceivedSpan> {
-    let lag = lock(&s.settings).visible_after;
+    let lag = s.faults.visible_after();
     lock(&s.traces)
         .trace(id, lag)
         .into_iter()
@@ -282,7 +241,7 @@ async fn trace_v3(State(s): AppState, Path(id): Path<String>) -> Response {
     if spans.is_empty() {
         return gateway_error(404, "trace not found");
     }
-    let base64_ids = lock(&s.settings).base64_ids;
+    let base64_ids = *lock(&s.base64_ids);
     let dialect = Dialect {
         base64_ids,
         enum_names: false,
@@ -293,7 +252,7 @@ async fn trace_v3(State(s): AppState, Path(id): Path<String>) -> Response {
 }
 
 fn service_names(s: &Shared) -> Vec<String> {
-    let lag = lock(&s.settings).visible_after;
+    let lag = s.faults.visible_after();
     let traces = lock(&s.traces);
     let names: BTreeSet<String> = traces
         .visible(lag)
@@ -458,10 +417,7 @@ fn tags(kvs: &[KeyValue]) -> Vec<Value> {
 }
 
 async fn status(State(s): AppState) -> Response {
-    let (ok, started) = {
-        let mut settings = lock(&s.settings);
-        (settings.readiness.check(), settings.started)
-    };
+    let (ok, started) = (s.faults.check_ready().is_ok(), s.started);
     let (code, status) = if ok {
         (200, "StatusOK")
     } else {

@@ -11,13 +11,20 @@
 //! - [`jaeger`]: Jaeger v2's `/api/v3` and legacy `/api/traces`, its health check, fed by OTLP.
 //! - [`collector`]: one OTLP intake fanning traces out to Tempo and Jaeger and logs to Loki.
 //!
-//! The trace and log stores can be made slow ([`tempo::TempoDouble::visible_after`]), not ready,
-//! down (port closed) or forgetful (`drop_spans`, `forget_trace`), for failure-path tests.
+//! The trace and log stores run on one chassis (`chassis.rs`: thread and runtime, loopback
+//! listeners that go down and come back, OTLP intake) and share one set of fault switches,
+//! [`FaultSwitches`]: slow (`visible_after`), not ready (`set_ready`, `not_ready_for`), down
+//! (`set_down`: ports closed, exports refused); each can also be made forgetful (`drop_spans`,
+//! `drop_logs`, `forget_trace`). Every double's `start` fails with [`Error`] (the Grafana double
+//! still has its own `grafana::DoubleError`). A query a double does not understand, or that the
+//! upstream would refuse, answers 400 with the upstream's error body, never a guess.
 
+mod chassis;
 pub mod collector;
 mod common;
 pub mod grafana;
 pub mod jaeger;
+mod lexer;
 pub mod loki;
 mod otlp_json;
 pub mod tempo;
@@ -25,7 +32,7 @@ mod trace_store;
 
 use std::net::TcpListener;
 
-pub use common::StoreError;
+pub use chassis::{Error, FaultSwitches, Faults};
 
 /// A port on `127.0.0.1` that was free a moment ago, for a double started later with
 /// `start_on` (for example "Grafana is slow to start": the client is pointed at the port first,

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use api_doubles::FaultSwitches;
 use api_doubles::collector::CollectorDouble;
 use api_doubles::jaeger::JaegerDouble;
 use api_doubles::loki::LokiDouble;
@@ -802,4 +803,137 @@ async fn the_collector_feeds_every_store_from_one_otlp_intake() {
         (3, 3, 2)
     );
     assert_eq!(collector.snapshot().spans.len(), 3);
+}
+
+/// (status, content type, body) of a GET.
+async fn get_typed(url: &str) -> (u16, String, String) {
+    let response = client().get(url).send().await.expect("the double answers");
+    let status = response.status().as_u16();
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (status, content_type, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn tempo_answers_400_in_plain_text_to_searches_it_does_not_understand() {
+    // Tempo's `pkg/api/http.go` writes a parameter or TraceQL error with `http.Error`: 400,
+    // `text/plain; charset=utf-8`, the message and a newline.
+    let tempo = TempoDouble::start().unwrap();
+    let base = format!("{}/api/search", tempo.url());
+    let q = percent_encode(r#"{ .foo = "bar" }"#);
+    let cases = [
+        (
+            format!("{base}?q={q}&spss=0"),
+            "invalid spss: must be a positive number\n".to_owned(),
+        ),
+        (
+            format!("{base}?q={q}&tags=service.name%3Dfoo"),
+            "invalid request: can't specify tags and q in the same query\n".to_owned(),
+        ),
+        (
+            format!("{base}?tags=service.name%3Dfoo"),
+            "not modelled by the Tempo double (search by tags): use q\n".to_owned(),
+        ),
+        (
+            format!("{base}?q={q}&minDuration=1s"),
+            "not modelled by the Tempo double (search by minDuration): use q\n".to_owned(),
+        ),
+        (
+            format!(
+                "{base}?q={}",
+                percent_encode(r#"{ .a = "b" } | count() > 1"#)
+            ),
+            format!(
+                "invalid TraceQL query: not modelled by the Tempo double (one spanset only): {}\n",
+                r#"{ .a = "b" } | count() > 1"#
+            ),
+        ),
+        (
+            format!(
+                "{base}?q={}",
+                percent_encode(r#"{ .a = "b" } >> { .c = "d" }"#)
+            ),
+            format!(
+                "invalid TraceQL query: not modelled by the Tempo double (one spanset only): {}\n",
+                r#"{ .a = "b" } >> { .c = "d" }"#
+            ),
+        ),
+        (
+            format!("{base}?q={q}&start=20&end=10"),
+            "http parameter start must be before end. received start=20 end=10\n".to_owned(),
+        ),
+        (
+            format!("{base}?q={q}&start=yesterday"),
+            "invalid start: strconv.ParseInt: parsing \"yesterday\": invalid syntax\n".to_owned(),
+        ),
+        (
+            format!("{}/api/v2/traces/xyz", tempo.url()),
+            "trace IDs can only contain hex characters: invalid character 'x' at position 1\n"
+                .to_owned(),
+        ),
+    ];
+    for (url, expected) in cases {
+        let answer = get_typed(&url).await;
+        let plain = "text/plain; charset=utf-8".to_owned();
+        assert_eq!(answer, (400, plain, expected), "{url}");
+    }
+}
+
+#[tokio::test]
+async fn loki_answers_400_in_plain_text_to_queries_it_does_not_understand() {
+    let loki = loki_on_sample_day();
+    let plain = "text/plain; charset=utf-8".to_owned();
+    for (query, expected) in [
+        (
+            r#"{service_name="orders"} | json"#,
+            r#"not modelled by the Loki double (pipeline stage `json`): {service_name="orders"} | json"#,
+        ),
+        (
+            r#"rate({service_name="orders"}[5m])"#,
+            r#"not modelled by the Loki double (metric queries): rate({service_name="orders"}[5m])"#,
+        ),
+        (
+            r#"{service_name="orders"} ? "x""#,
+            "parse error at line 1, col 25: syntax error: unexpected ?",
+        ),
+        (
+            r#"{service_name="orders"} |= "x"#,
+            "parse error at line 1, col 28: literal not terminated",
+        ),
+    ] {
+        let answer = get_typed(&loki_query(&loki, query)).await;
+        assert_eq!(answer, (400, plain.clone(), expected.to_owned()), "{query}");
+    }
+    let q = percent_encode(r#"{service_name="orders"}"#);
+    let base = format!("{}/loki/api/v1/query_range?query={q}", loki.url());
+    let (status, content_type, body) = get_typed(&format!("{base}&start=20&end=10")).await;
+    assert_eq!(
+        (status, content_type, body.as_str()),
+        (
+            400,
+            plain.clone(),
+            "end timestamp must not be before or equal to start time"
+        )
+    );
+    let (status, _, body) = get_typed(&format!("{base}&start=yesterday")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("yesterday"), "names the bad value: {body}");
+}
+
+#[tokio::test]
+async fn jaeger_answers_400_in_its_error_shapes_to_malformed_trace_ids() {
+    let jaeger = JaegerDouble::start().unwrap();
+    let (status, body) = get_json(&format!("{}/api/v3/traces/xyz", jaeger.url())).await;
+    let message =
+        "malformed parameter trace_id: strconv.ParseUint: parsing \"xyz\": invalid syntax";
+    let expected = json!({ "error": { "httpCode": 400, "message": message } });
+    assert_eq!((status, body), (400, expected));
+    let long = "1".repeat(33);
+    let (status, body) = get_json(&format!("{}/api/traces/{long}", jaeger.url())).await;
+    let msg = format!("TraceID cannot be longer than 32 hex characters: {long}");
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"], json!([{ "code": 400, "msg": msg }]));
+    assert_eq!(body["data"], Value::Null);
 }

@@ -7,6 +7,7 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use api_doubles::FaultSwitches;
 use api_doubles::collector::CollectorDouble;
 use api_doubles::grafana::{GrafanaConfig, GrafanaDouble, Role};
 use api_doubles::loki::LokiDouble;

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use api_doubles::FaultSwitches;
 use api_doubles::collector::CollectorDouble;
 use api_doubles::jaeger::JaegerDouble;
 use api_doubles::loki::LokiDouble;
@@ -751,7 +752,7 @@ fn a_prometheus_that_sends_alerts_nowhere_is_named_and_a_missing_watchdog_too() 
             "--alertmanager",
             &lonely_url,
             "--timeout",
-            "8s",
+            "20s",
         ],
         &[],
     );

@@ -30,7 +30,6 @@ mod store;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -42,46 +41,39 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use otlp_receiver::{ReceivedLogRecord, Transport};
 use serde_json::{Value, json};
 
-use crate::common::{
-    self, DoubleThread, Readiness, RecordedRequest, Requests, StoreError, Switch, lock,
-};
+use crate::chassis::{self, Error, FaultState, FaultSwitches, Faults, Running, Sealed};
+use crate::common::{self, RecordedRequest, Requests, lock};
 use crate::trace_store::parse_hex_id;
 use store::LogStore;
 
 #[derive(Debug, Default)]
-struct Settings {
-    visible_after: Duration,
-    readiness: Readiness,
-}
-
-#[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) logs: Mutex<LogStore>,
-    settings: Mutex<Settings>,
+    faults: Arc<FaultState>,
 }
 
 type AppState = State<Arc<Shared>>;
 type Labels = Vec<(String, String)>;
 
-/// A running Loki double; dropping it stops it and frees its port.
+/// A running Loki double; dropping it stops it and frees its port. Its fault switches are
+/// [`FaultSwitches`] (going down closes its one port, OTLP intake included).
 #[derive(Debug)]
 pub struct LokiDouble {
     shared: Arc<Shared>,
     requests: Requests,
     url: String,
-    switch: Switch,
-    _thread: DoubleThread,
+    running: Running,
 }
 
 impl LokiDouble {
     /// Starts on a free port of `127.0.0.1`.
-    pub fn start() -> Result<Self, StoreError> {
+    pub fn start() -> Result<Self, Error> {
         Self::start_on(0)
     }
 
     /// Starts on `port` (see [`crate::reserve_port`]).
-    pub fn start_on(port: u16) -> Result<Self, StoreError> {
-        let (listener, port) = common::bind(port)?;
+    pub fn start_on(port: u16) -> Result<Self, Error> {
+        let (listener, port) = chassis::bind(port)?;
         let shared = Arc::new(Shared::default());
         let requests = Requests::default();
         let app = Router::new()
@@ -97,16 +89,12 @@ impl LokiDouble {
                 Arc::clone(&requests),
                 common::record,
             ));
-        let mut switch = Switch::new();
-        let port_switch = switch.port();
-        let thread =
-            DoubleThread::spawn("loki", move || common::serve(listener, app, port_switch))?;
+        let running = chassis::run("loki", vec![(listener, app)], Arc::clone(&shared.faults))?;
         Ok(Self {
             shared,
             requests,
             url: format!("http://127.0.0.1:{port}"),
-            switch,
-            _thread: thread,
+            running,
         })
     }
 
@@ -132,29 +120,9 @@ impl LokiDouble {
         lock(&self.shared.logs).clock_offset_ns = at(now) - at(std::time::SystemTime::now());
     }
 
-    /// Queries show an entry only this long after it arrived (default: at once).
-    pub fn visible_after(&self, lag: Duration) {
-        lock(&self.shared.settings).visible_after = lag;
-    }
-
-    /// `/ready` answers 200 `ready` when `true`, else 503 `Ingester not ready: …`.
-    pub fn set_ready(&self, ready: bool) {
-        lock(&self.shared.settings).readiness.ready = ready;
-    }
-
-    /// The next `calls` calls of `/ready` answer 503 (a Loki still starting).
-    pub fn not_ready_for(&self, calls: u32) {
-        lock(&self.shared.settings).readiness.not_ready_calls = calls;
-    }
-
-    /// Goes down: the port is closed, open connections dropped. Stored data is kept.
-    pub fn set_down(&self) {
-        self.switch.set_down();
-    }
-
-    /// Comes back up on the same port.
-    pub fn set_up(&self) {
-        self.switch.set_up();
+    /// The 503 body of `/ready` (default `Ingester not ready: waiting for 15s after being ready`).
+    pub fn set_not_ready_reason(&self, reason: &str) {
+        self.shared.faults.set_not_ready_reason(reason);
     }
 
     /// Loses every stored and future log record for which `predicate` holds.
@@ -187,6 +155,14 @@ impl LokiDouble {
     }
 }
 
+impl Sealed for LokiDouble {}
+
+impl FaultSwitches for LokiDouble {
+    fn faults(&self) -> &Faults {
+        &self.running.faults
+    }
+}
+
 impl Shared {
     /// Stores records as Loki's distributor would; `Err` joins the refusals (Loki's 400 body).
     pub(crate) fn ingest(&self, records: &[ReceivedLogRecord]) -> Result<(), String> {
@@ -201,13 +177,13 @@ impl Shared {
 }
 
 async fn ready(State(s): AppState) -> Response {
-    if lock(&s.settings).readiness.check() {
-        common::text(200, "ready\n")
-    } else {
-        common::text(
-            503,
-            "Ingester not ready: waiting for 15s after being ready\n",
-        )
+    match s.faults.check_ready() {
+        Ok(()) => common::text(200, "ready\n"),
+        Err(reason) => {
+            let reason = reason.as_deref();
+            let reason = reason.unwrap_or("Ingester not ready: waiting for 15s after being ready");
+            common::text(503, format!("{reason}\n"))
+        }
     }
 }
 
@@ -317,7 +293,7 @@ async fn query_range(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
         Some("forward") => true,
         Some(other) => return bad_request(format!("invalid direction '{other}'")),
     };
-    let lag = lock(&s.settings).visible_after;
+    let lag = s.faults.visible_after();
     let logs = lock(&s.logs);
     let mut hits: Vec<&store::Entry> = logs
         .visible(lag)
@@ -381,7 +357,7 @@ async fn instant_query(RawQuery(raw): RawQuery) -> Response {
 }
 
 fn visible_labels(s: &Shared) -> Vec<(String, String)> {
-    let lag = lock(&s.settings).visible_after;
+    let lag = s.faults.visible_after();
     let logs = lock(&s.logs);
     let set: BTreeSet<(String, String)> =
         logs.visible(lag).flat_map(|e| e.labels.clone()).collect();

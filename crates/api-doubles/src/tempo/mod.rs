@@ -19,9 +19,14 @@
 //! its own ports, as Tempo's distributor listens on 4317/4318. Real search lags by-id by about
 //! 30 s: [`TempoDouble::visible_after`] and [`TempoDouble::searchable_after`] are separate.
 //!
+//! Search parameters are checked as `pkg/api/http.go` and its tests do (`invalid limit: must be a
+//! positive number`, `invalid spss: …`, `invalid request: can't specify tags and q in the same
+//! query`, `http parameter start must be before end. …`); search by `tags=`, `minDuration` or
+//! `maxDuration` is refused with a 400 saying it is not modelled rather than answered wrongly.
+//!
 //! Not modelled: OTLP/HTTP JSON intake (the receiver answers 415), `Accept: application/protobuf`,
 //! the by-id `start`/`end` window, multi-tenancy (`X-Scope-OrgID`), tag endpoints, TraceQL
-//! metrics, search with `tags=`/`minDuration`, search's `metrics` beyond plausible counters, and
+//! metrics, search's `metrics` beyond plausible counters, and
 //! HTTP/2 on the query port. Queries answer even while `/ready` says 503; its 503 body (Tempo
 //! 3 has no ingesters) is a guess, settable with [`TempoDouble::set_not_ready_reason`]. While
 //! "down", the query port is closed and OTLP exports are refused with UNAVAILABLE / 503.
@@ -36,75 +41,57 @@ use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
-use otlp_receiver::{Behavior, OtlpReceiver, ReceivedSpan};
+use otlp_receiver::{OtlpReceiver, ReceivedSpan};
 use serde_json::{Value, json};
 
-use crate::common::{
-    self, DoubleThread, Readiness, RecordedRequest, Requests, StoreError, Switch, lock,
-};
+use crate::chassis::{self, Error, FaultState, FaultSwitches, Faults, Running, Sealed};
+use crate::common::{self, RecordedRequest, Requests, lock};
 use crate::otlp_json::{self, TEMPO};
 use crate::trace_store::{TraceStore, parse_hex_id};
 
 #[derive(Debug, Default)]
-struct Settings {
-    visible_after: Duration,
-    searchable_after: Duration,
-    readiness: Readiness,
-    not_ready_reason: Option<String>,
-}
-
-#[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) traces: Mutex<TraceStore>,
-    state: Mutex<Settings>,
+    faults: Arc<FaultState>,
+    searchable_after: Mutex<Duration>,
 }
 
 type AppState = State<Arc<Shared>>;
 
-/// A running Tempo double; dropping it stops it and frees its ports.
+/// A running Tempo double; dropping it stops it and frees its ports. Its fault switches are
+/// [`FaultSwitches`].
 #[derive(Debug)]
 pub struct TempoDouble {
     shared: Arc<Shared>,
     requests: Requests,
     receiver: Arc<OtlpReceiver>,
     url: String,
-    switch: Switch,
-    _thread: DoubleThread,
+    running: Running,
 }
 
 impl TempoDouble {
     /// Starts on free ports of `127.0.0.1`.
-    pub fn start() -> Result<Self, StoreError> {
+    pub fn start() -> Result<Self, Error> {
         Self::start_on(0)
     }
 
     /// Starts with the query API on `port` (see [`crate::reserve_port`]); OTLP on free ports.
-    pub fn start_on(port: u16) -> Result<Self, StoreError> {
-        let (listener, port) = common::bind(port)?;
+    pub fn start_on(port: u16) -> Result<Self, Error> {
+        let (listener, port) = chassis::bind(port)?;
         let shared = Arc::new(Shared::default());
         let requests = Requests::default();
         let app = router(Arc::clone(&shared), Arc::clone(&requests));
-        let mut switch = Switch::new();
-        let port_switch = switch.port();
-        let (reply, replied) = std::sync::mpsc::channel();
         let store = Arc::clone(&shared);
-        let thread = DoubleThread::spawn("tempo", move || async move {
-            let Some(receiver) = common::start_receiver("tempo", reply).await else {
-                return;
-            };
-            tokio::spawn(common::pump(receiver, move |spans, _| {
-                lock(&store.traces).ingest(spans);
-            }));
-            common::serve(listener, app, port_switch).await;
-        })?;
-        let receiver = common::await_receiver("tempo", &replied)?;
+        let intake: chassis::Sink = Box::new(move |spans, _| lock(&store.traces).ingest(spans));
+        let faults = Arc::clone(&shared.faults);
+        let (running, receiver) =
+            chassis::run_with_intake("tempo", vec![(listener, app)], intake, faults)?;
         Ok(Self {
             shared,
             requests,
             receiver,
             url: format!("http://127.0.0.1:{port}"),
-            switch,
-            _thread: thread,
+            running,
         })
     }
 
@@ -123,46 +110,15 @@ impl TempoDouble {
         self.receiver.http_endpoint()
     }
 
-    /// Trace-by-id shows a span only this long after it arrived (default: at once).
-    pub fn visible_after(&self, lag: Duration) {
-        lock(&self.shared.state).visible_after = lag;
-    }
-
     /// Search finds a span only this long after it arrived (default: at once; real Tempo lags
-    /// trace-by-id by about 30 s).
+    /// trace-by-id by about 30 s). Trace-by-id follows [`FaultSwitches::visible_after`].
     pub fn searchable_after(&self, lag: Duration) {
-        lock(&self.shared.state).searchable_after = lag;
-    }
-
-    /// `/ready` answers 200 `ready` when `true`, else 503 with the not-ready reason.
-    pub fn set_ready(&self, ready: bool) {
-        lock(&self.shared.state).readiness.ready = ready;
-    }
-
-    /// The next `calls` calls of `/ready` answer 503 (a Tempo still starting).
-    pub fn not_ready_for(&self, calls: u32) {
-        lock(&self.shared.state).readiness.not_ready_calls = calls;
+        *lock(&self.shared.searchable_after) = lag;
     }
 
     /// The 503 body of `/ready` (default `Ingester not ready: waiting for 15s after being ready`).
     pub fn set_not_ready_reason(&self, reason: &str) {
-        lock(&self.shared.state).not_ready_reason = Some(reason.to_owned());
-    }
-
-    /// Goes down: the query port is closed (connections refused, open ones dropped) and OTLP
-    /// exports are refused with UNAVAILABLE / 503. Stored data is kept.
-    pub fn set_down(&self) {
-        self.receiver.set_behavior(Behavior::Reject {
-            grpc: tonic::Code::Unavailable,
-            http_status: 503,
-        });
-        self.switch.set_down();
-    }
-
-    /// Comes back up on the same ports.
-    pub fn set_up(&self) {
-        self.receiver.set_behavior(Behavior::Accept);
-        self.switch.set_up();
+        self.shared.faults.set_not_ready_reason(reason);
     }
 
     /// Loses every stored and future span for which `predicate` holds.
@@ -193,6 +149,14 @@ impl TempoDouble {
     }
 }
 
+impl Sealed for TempoDouble {}
+
+impl FaultSwitches for TempoDouble {
+    fn faults(&self) -> &Faults {
+        &self.running.faults
+    }
+}
+
 fn router(shared: Arc<Shared>, requests: Requests) -> Router {
     Router::new()
         .route("/ready", get(ready))
@@ -209,14 +173,14 @@ fn router(shared: Arc<Shared>, requests: Requests) -> Router {
 }
 
 async fn ready(State(s): AppState) -> Response {
-    let mut state = lock(&s.state);
-    if state.readiness.check() {
-        return common::text(200, "ready\n");
+    match s.faults.check_ready() {
+        Ok(()) => common::text(200, "ready\n"),
+        Err(reason) => {
+            let reason = reason.as_deref();
+            let reason = reason.unwrap_or("Ingester not ready: waiting for 15s after being ready");
+            common::text(503, format!("{reason}\n"))
+        }
     }
-    let reason = state.not_ready_reason.clone();
-    let reason =
-        reason.unwrap_or_else(|| "Ingester not ready: waiting for 15s after being ready".into());
-    common::text(503, format!("{reason}\n"))
 }
 
 /// Tempo's `HexStringToTraceID`: hex digits only, at most 128 bits, left-padded with zeros.
@@ -241,7 +205,7 @@ fn parse_trace_id(id: &str) -> Result<[u8; 16], String> {
 /// The trace's `resourceSpans`, or Tempo's 400 message for a malformed id.
 fn by_id(s: &Shared, id: &str) -> Result<Vec<Value>, String> {
     let id = parse_trace_id(id)?;
-    let lag = lock(&s.state).visible_after;
+    let lag = s.faults.visible_after();
     let traces = lock(&s.traces);
     let spans = traces.trace(&id, lag);
     Ok(otlp_json::resource_spans(&spans, TEMPO))
@@ -285,6 +249,18 @@ fn int_param(pairs: &[(String, String)], name: &str) -> Result<Option<i64>, Stri
 
 async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
     let pairs = common::query_pairs(raw.as_deref());
+    let given = |name| common::param(&pairs, name).is_some_and(|v| !v.is_empty());
+    if given("tags") && given("q") {
+        let message = "invalid request: can't specify tags and q in the same query\n";
+        return common::text(400, message);
+    }
+    if let Some(name) = ["tags", "minDuration", "maxDuration"]
+        .into_iter()
+        .find(|n| given(n))
+    {
+        let message = format!("not modelled by the Tempo double (search by {name}): use q\n");
+        return common::text(400, message);
+    }
     let query = match traceql::parse(common::param(&pairs, "q").unwrap_or_default()) {
         Ok(query) => query,
         Err(message) => return common::text(400, format!("{message}\n")),
@@ -306,6 +282,9 @@ async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
     if limit.is_some_and(|l| l <= 0) {
         return common::text(400, "invalid limit: must be a positive number\n");
     }
+    if spss.is_some_and(|l| l <= 0) {
+        return common::text(400, "invalid spss: must be a positive number\n");
+    }
     if let (Some(start), Some(end)) = (start, end)
         && end < start
     {
@@ -315,7 +294,7 @@ async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
     }
     let limit = usize::try_from(limit.unwrap_or(20)).unwrap_or(20);
     let spss = usize::try_from(spss.unwrap_or(3)).unwrap_or(3);
-    let lag = lock(&s.state).searchable_after;
+    let lag = *lock(&s.searchable_after);
     let store = lock(&s.traces);
     let mut traces: BTreeMap<&[u8], Vec<&ReceivedSpan>> = BTreeMap::new();
     for span in store.visible(lag) {

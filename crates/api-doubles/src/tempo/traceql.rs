@@ -19,6 +19,7 @@ use otlp_receiver::{ReceivedSpan, hex};
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
+use crate::lexer::{self, Syntax, Token, parse_error};
 use crate::otlp_json::{any_value, find};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -66,77 +67,45 @@ fn token_name(tok: Option<&Tok>) -> &'static str {
 }
 
 fn err_at(col: usize, what: &str) -> String {
-    format!("invalid TraceQL query: parse error at line 1, col {col}: {what}")
+    format!("invalid TraceQL query: {}", parse_error(col, what))
 }
 
-/// Splits `q` into tokens with their 1-based columns.
+const SYNTAX: Syntax = Syntax {
+    symbols: &[
+        "&&", "||", "!=", "=~", "!~", ">=", "<=", "=", ">", "<", "{", "}", "(", ")", "|",
+    ],
+    word_start: |c| !stops_word(c),
+    word_continue: |c| !stops_word(c),
+};
+
+fn stops_word(c: char) -> bool {
+    c.is_whitespace() || "{}()=!<>&|~\"`,".contains(c)
+}
+
+/// Tokenizes `q` with the shared lexer, as TraceQL's lexer classifies tokens.
 fn lex(q: &str) -> Result<Vec<(usize, Tok)>, String> {
-    let chars: Vec<char> = q.chars().collect();
-    let (mut i, mut out) = (0, Vec::new());
-    while let Some(&c) = chars.get(i) {
-        let col = i + 1;
-        let next = chars.get(i + 1).copied();
-        let two = |a: char, b: char| c == a && next == Some(b);
-        let (tok, len) = if c.is_whitespace() {
-            i += 1;
-            continue;
-        } else if two('&', '&') {
-            (Tok::And, 2)
-        } else if two('|', '|') {
-            (Tok::Or, 2)
-        } else if let Some(op) = ["!=", "=~", "!~", ">=", "<="].iter().find(|op| {
-            let mut it = op.chars();
-            it.next() == Some(c) && it.next() == next
-        }) {
-            (Tok::Op(op), 2)
-        } else if let Some(op) = ["=", ">", "<"].iter().find(|op| op.starts_with(c)) {
-            (Tok::Op(op), 1)
-        } else if let Some(tok) = match c {
-            '{' => Some(Tok::Open),
-            '}' => Some(Tok::Close),
-            '(' => Some(Tok::OpenParen),
-            ')' => Some(Tok::CloseParen),
-            '|' => Some(Tok::Pipe),
-            _ => None,
-        } {
-            (tok, 1)
-        } else if c == '"' || c == '`' {
-            let (mut j, mut s) = (i + 1, String::new());
-            loop {
-                match chars.get(j) {
-                    None => return Err(err_at(col, "literal not terminated")),
-                    Some(&d) if d == c => break,
-                    Some('\\') if c == '"' => {
-                        let escaped = chars.get(j + 1).copied();
-                        let escaped =
-                            escaped.ok_or_else(|| err_at(col, "literal not terminated"))?;
-                        s.push(match escaped {
-                            'n' => '\n',
-                            't' => '\t',
-                            other => other,
-                        });
-                        j += 2;
-                    }
-                    Some(&d) => {
-                        s.push(d);
-                        j += 1;
-                    }
+    let tokens =
+        lexer::lex(q, &SYNTAX).map_err(|e| format!("invalid TraceQL query: {}", e.message()))?;
+    tokens
+        .into_iter()
+        .map(|(col, token)| {
+            let tok = match token {
+                Token::Symbol("{") => Tok::Open,
+                Token::Symbol("}") => Tok::Close,
+                Token::Symbol("(") => Tok::OpenParen,
+                Token::Symbol(")") => Tok::CloseParen,
+                Token::Symbol("&&") => Tok::And,
+                Token::Symbol("||") => Tok::Or,
+                Token::Symbol("|") => Tok::Pipe,
+                Token::Symbol(op) => Tok::Op(op),
+                Token::Str(text) => Tok::Str(text),
+                Token::Word(word) => {
+                    word_token(&word).ok_or_else(|| err_at(col, "syntax error: unexpected $unk"))?
                 }
-            }
-            (Tok::Str(s), j + 1 - i)
-        } else {
-            let stop = |d: char| d.is_whitespace() || "{}()=!<>&|~\"`,".contains(d);
-            let len = chars[i..].iter().take_while(|d| !stop(**d)).count().max(1);
-            let word: String = chars[i..i + len].iter().collect();
-            (
-                word_token(&word).ok_or_else(|| err_at(col, "syntax error: unexpected $unk"))?,
-                len,
-            )
-        };
-        out.push((col, tok));
-        i += len;
-    }
-    Ok(out)
+            };
+            Ok((col, tok))
+        })
+        .collect()
 }
 
 fn word_token(word: &str) -> Option<Tok> {

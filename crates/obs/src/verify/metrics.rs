@@ -86,7 +86,11 @@ pub async fn checks(
     deadline: Instant,
 ) -> Vec<Check> {
     if let Err(finding) = wait_ready(deadline, || prometheus.ready(http)).await {
-        return vec![Check::fail(Backend::Prometheus, PROBE_METRIC, finding)];
+        // Every check of this store is named, so none silently disappears from the report.
+        return [PROBE_METRIC, RULES, ALERTMANAGERS]
+            .into_iter()
+            .map(|name| Check::fail(Backend::Prometheus, name, finding.clone()))
+            .collect();
     }
     let started_s = probe
         .started

@@ -1,0 +1,505 @@
+//! The chassis every trace and log store double runs on: its own thread and current-thread
+//! runtime (stopped on drop), HTTP listeners on loopback that can go down (closing the port and
+//! every kept-alive connection) and come back on the same port, an optional real OTLP intake
+//! whose batches reach the double's store exactly once, the fault switches tests flip
+//! ([`FaultSwitches`]), and the crate's one error type ([`Error`]).
+//!
+//! A double describes what it serves (its routers, already bound, and what to do with arriving
+//! spans and log records) and [`run`] starts it; the [`Running`] handle keeps it alive.
+
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use axum::Router;
+use otlp_receiver::{Behavior, OtlpReceiver, ReceivedLogRecord, ReceivedSpan};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{oneshot, watch};
+
+use crate::common::lock;
+
+/// Why a double could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A port could not be bound on 127.0.0.1.
+    #[error("cannot bind 127.0.0.1:{port}: {source}")]
+    Bind {
+        /// The port asked for (0: any).
+        port: u16,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// The double's thread or runtime could not be started.
+    #[error("cannot start the {double} double's runtime: {source}")]
+    Runtime {
+        /// Which double.
+        double: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The embedded OTLP receiver (crate `otlp-receiver`) could not start.
+    #[error("cannot start the {double} double's OTLP receiver: {message}")]
+    Receiver {
+        /// Which double.
+        double: &'static str,
+        /// The receiver's error.
+        message: String,
+    },
+}
+
+/// Where a double's OTLP intake hands each new batch of spans and log records.
+pub(crate) type Sink = Box<dyn FnMut(&[ReceivedSpan], &[ReceivedLogRecord]) + Send>;
+
+/// A started double: dropping it stops its thread, listeners and intake.
+#[derive(Debug)]
+pub(crate) struct Running {
+    /// The fault switches over this double's listeners and intake.
+    pub(crate) faults: Faults,
+    _thread: DoubleThread,
+}
+
+/// Starts double `name` serving each `(listener, router)` while its switch is up. `state` is
+/// the double's fault state, shared with its handlers.
+pub(crate) fn run(
+    name: &'static str,
+    ports: Vec<(StdListener, Router)>,
+    state: Arc<FaultState>,
+) -> Result<Running, Error> {
+    launch(name, ports, None, state).map(|(running, _)| running)
+}
+
+/// [`run`], plus a real OTLP receiver on free ports (gRPC and HTTP) whose batches go to `sink`
+/// exactly once; going down makes it refuse exports.
+pub(crate) fn run_with_intake(
+    name: &'static str,
+    ports: Vec<(StdListener, Router)>,
+    sink: Sink,
+    state: Arc<FaultState>,
+) -> Result<(Running, Arc<OtlpReceiver>), Error> {
+    let (running, receiver) = launch(name, ports, Some(sink), state)?;
+    let receiver = receiver.ok_or_else(|| Error::Receiver {
+        double: name,
+        message: "the intake did not start".into(),
+    })?;
+    Ok((running, receiver))
+}
+
+fn launch(
+    name: &'static str,
+    ports: Vec<(StdListener, Router)>,
+    intake: Option<Sink>,
+    state: Arc<FaultState>,
+) -> Result<(Running, Option<Arc<OtlpReceiver>>), Error> {
+    let mut switch = Switch::new();
+    let ports: Vec<_> = ports
+        .into_iter()
+        .map(|(listener, app)| (listener, app, switch.port()))
+        .collect();
+    let wants_receiver = intake.is_some();
+    let (reply, replied) = std::sync::mpsc::channel();
+    let thread = DoubleThread::spawn(name, move || async move {
+        if let Some(sink) = intake {
+            let Some(receiver) = start_receiver(name, reply).await else {
+                return;
+            };
+            tokio::spawn(pump(receiver, sink));
+        }
+        for (listener, app, port) in ports {
+            tokio::spawn(serve(listener, app, port));
+        }
+        std::future::pending::<()>().await;
+    })?;
+    let receiver = if wants_receiver {
+        Some(await_receiver(name, &replied)?)
+    } else {
+        None
+    };
+    let faults = Faults {
+        switch,
+        intake: receiver.clone(),
+        state,
+    };
+    let running = Running {
+        faults,
+        _thread: thread,
+    };
+    Ok((running, receiver))
+}
+
+/// Receives what arrives at `receiver` and hands each new batch to `sink`, until the runtime
+/// stops. Every span and log record reaches `sink` exactly once.
+async fn pump(receiver: Arc<OtlpReceiver>, mut sink: Sink) {
+    let (mut spans_seen, mut logs_seen) = (0, 0);
+    loop {
+        let news = |s: &otlp_receiver::Snapshot| {
+            s.spans.len() != spans_seen || s.log_records.len() != logs_seen
+        };
+        let Ok(snapshot) = receiver.wait_until(Duration::from_secs(3600), news).await else {
+            continue;
+        };
+        let spans = snapshot.spans.get(spans_seen..).unwrap_or_default();
+        let logs = snapshot.log_records.get(logs_seen..).unwrap_or_default();
+        sink(spans, logs);
+        (spans_seen, logs_seen) = (snapshot.spans.len(), snapshot.log_records.len());
+    }
+}
+
+type Reply = std::sync::mpsc::Sender<Result<Arc<OtlpReceiver>, Error>>;
+
+/// Starts an [`OtlpReceiver`] on the current (double's) runtime and hands it back to the
+/// starting thread through `reply`; returns it for the double's own use.
+async fn start_receiver(double: &'static str, reply: Reply) -> Option<Arc<OtlpReceiver>> {
+    match OtlpReceiver::start().await {
+        Ok(receiver) => {
+            let receiver = Arc::new(receiver);
+            let _ = reply.send(Ok(Arc::clone(&receiver)));
+            Some(receiver)
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let _ = reply.send(Err(Error::Receiver { double, message }));
+            None
+        }
+    }
+}
+
+/// Waits (bounded) for the receiver started by [`start_receiver`].
+fn await_receiver(
+    double: &'static str,
+    reply: &std::sync::mpsc::Receiver<Result<Arc<OtlpReceiver>, Error>>,
+) -> Result<Arc<OtlpReceiver>, Error> {
+    match reply.recv_timeout(Duration::from_secs(10)) {
+        Ok(result) => result,
+        Err(e) => Err(Error::Receiver {
+            double,
+            message: format!("no answer from the double's thread: {e}"),
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault switches
+// ---------------------------------------------------------------------------------------------
+
+/// What the fault switches set, read by a double's handlers.
+#[derive(Debug)]
+struct FaultSettings {
+    ready: bool,
+    not_ready_calls: u32,
+    not_ready_reason: Option<String>,
+    visible_after: Duration,
+}
+
+/// The fault state a double's handlers consult: readiness (as dskit-based servers answer
+/// `/ready`: not ready for the next N calls, then whatever `ready` says), the not-ready reason,
+/// and how long stored data stays invisible to queries.
+#[derive(Debug)]
+pub(crate) struct FaultState(Mutex<FaultSettings>);
+
+impl Default for FaultState {
+    fn default() -> Self {
+        Self(Mutex::new(FaultSettings {
+            ready: true,
+            not_ready_calls: 0,
+            not_ready_reason: None,
+            visible_after: Duration::ZERO,
+        }))
+    }
+}
+
+impl FaultState {
+    /// Whether this readiness call answers "ready" (consumes one not-ready call); `Err` holds
+    /// the reason set with `set_not_ready_reason`, if any.
+    pub(crate) fn check_ready(&self) -> Result<(), Option<String>> {
+        let mut s = lock(&self.0);
+        if s.not_ready_calls > 0 {
+            s.not_ready_calls -= 1;
+            return Err(s.not_ready_reason.clone());
+        }
+        if s.ready {
+            Ok(())
+        } else {
+            Err(s.not_ready_reason.clone())
+        }
+    }
+
+    /// How long after arrival stored data becomes visible to queries.
+    pub(crate) fn visible_after(&self) -> Duration {
+        lock(&self.0).visible_after
+    }
+
+    pub(crate) fn set_not_ready_reason(&self, reason: &str) {
+        lock(&self.0).not_ready_reason = Some(reason.to_owned());
+    }
+}
+
+/// A double's fault switches: its listeners, its OTLP intake and its [`FaultState`]. Reached
+/// through [`FaultSwitches`].
+#[derive(Debug)]
+pub struct Faults {
+    switch: Switch,
+    intake: Option<Arc<OtlpReceiver>>,
+    state: Arc<FaultState>,
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+pub(crate) use sealed::Sealed;
+
+/// The faults a test can inflict on a trace or log store double (Tempo, Loki, Jaeger), the
+/// same on each: import it (`use api_doubles::FaultSwitches;`) to call them.
+pub trait FaultSwitches: Sealed {
+    /// The double's switches (the methods below are the way to use them).
+    #[doc(hidden)]
+    fn faults(&self) -> &Faults;
+
+    /// Goes down: every query port is closed (connections refused, open ones dropped) and OTLP
+    /// exports are refused with UNAVAILABLE / 503. Returns once the ports are closed. Stored
+    /// data is kept.
+    fn set_down(&self) {
+        let faults = self.faults();
+        if let Some(intake) = &faults.intake {
+            intake.set_behavior(Behavior::Reject {
+                grpc: tonic::Code::Unavailable,
+                http_status: 503,
+            });
+        }
+        faults.switch.set_down();
+    }
+
+    /// Comes back up on the same ports; returns once they listen.
+    fn set_up(&self) {
+        let faults = self.faults();
+        if let Some(intake) = &faults.intake {
+            intake.set_behavior(Behavior::Accept);
+        }
+        faults.switch.set_up();
+    }
+
+    /// The readiness check answers ready when `true`, else 503 (the upstream's not-ready body).
+    fn set_ready(&self, ready: bool) {
+        lock(&self.faults().state.0).ready = ready;
+    }
+
+    /// The next `calls` readiness checks answer 503 (an upstream still starting).
+    fn not_ready_for(&self, calls: u32) {
+        lock(&self.faults().state.0).not_ready_calls = calls;
+    }
+
+    /// Queries show what arrived only this long after it arrived (default: at once).
+    fn visible_after(&self, lag: Duration) {
+        lock(&self.faults().state.0).visible_after = lag;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread, listeners and connections
+// ---------------------------------------------------------------------------------------------
+
+/// A double's own thread and current-thread runtime; dropping it stops both.
+#[derive(Debug)]
+pub(crate) struct DoubleThread {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DoubleThread {
+    /// Runs `main()` on a new thread until it ends or this handle is dropped.
+    pub(crate) fn spawn<F, Fut>(double: &'static str, main: F) -> Result<Self, Error>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let runtime_error = |source| Error::Runtime { double, source };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(runtime_error)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("{double}-double"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = main() => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .map_err(runtime_error)?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for DoubleThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Binds `127.0.0.1:port` (0: any free port) now, so the port is known before the double runs.
+pub(crate) fn bind(port: u16) -> Result<(StdListener, u16), Error> {
+    let bind_error = |source| Error::Bind { port, source };
+    let listener = StdListener::bind(("127.0.0.1", port)).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?.port();
+    Ok((listener, bound))
+}
+
+/// Counts open listeners and connections, so going down or up can wait until it took effect.
+#[derive(Debug, Default)]
+struct Gauge {
+    open: Mutex<usize>,
+    changed: Condvar,
+}
+
+/// One open listener or connection; dropping it closes the count.
+#[derive(Debug)]
+pub(crate) struct Open(Arc<Gauge>);
+
+impl Open {
+    fn new(gauge: &Arc<Gauge>) -> Self {
+        *lock(&gauge.open) += 1;
+        gauge.changed.notify_all();
+        Self(Arc::clone(gauge))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut open = lock(&self.0.open);
+        *open = open.saturating_sub(1);
+        self.0.changed.notify_all();
+    }
+}
+
+/// Takes a double's listeners down (ports closed, connections dropped) and back up.
+#[derive(Debug)]
+pub(crate) struct Switch {
+    down: watch::Sender<bool>,
+    gauge: Arc<Gauge>,
+    listeners: usize,
+}
+
+/// What [`serve`] needs from the [`Switch`] for one listener.
+#[derive(Debug)]
+pub(crate) struct Port {
+    down: watch::Receiver<bool>,
+    gauge: Arc<Gauge>,
+    open: Open,
+}
+
+impl Switch {
+    pub(crate) fn new() -> Self {
+        Self {
+            down: watch::Sender::new(false),
+            gauge: Arc::default(),
+            listeners: 0,
+        }
+    }
+
+    /// Registers one more (already bound, hence open) listener.
+    pub(crate) fn port(&mut self) -> Port {
+        self.listeners += 1;
+        Port {
+            down: self.down.subscribe(),
+            gauge: Arc::clone(&self.gauge),
+            open: Open::new(&self.gauge),
+        }
+    }
+
+    /// Closes every listener and connection; returns once they are closed (at most 5 s).
+    pub(crate) fn set_down(&self) {
+        self.down.send_replace(true);
+        self.wait(|open| open == 0);
+    }
+
+    /// Binds the same ports again; returns once they listen (at most 5 s).
+    pub(crate) fn set_up(&self) {
+        self.down.send_replace(false);
+        self.wait(|open| open >= self.listeners);
+    }
+
+    fn wait(&self, done: impl Fn(usize) -> bool) {
+        let guard = lock(&self.gauge.open);
+        let timeout = Duration::from_secs(5);
+        let _ = self
+            .gauge
+            .changed
+            .wait_timeout_while(guard, timeout, |open| !done(*open));
+    }
+}
+
+/// Serves `app` on `listener` (HTTP/1.1) while the [`Switch`] is up. Going down closes the
+/// listener and drops every open connection (clients see "connection refused" or a reset, as
+/// with a stopped server); coming back up binds the same port anew.
+pub(crate) async fn serve(listener: StdListener, app: Router, port: Port) {
+    let Port {
+        mut down,
+        gauge,
+        open,
+    } = port;
+    let number = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut current = tokio::net::TcpListener::from_std(listener)
+        .ok()
+        .map(|l| (l, open));
+    loop {
+        if let Some((up, open)) = current.take() {
+            let connections = down.clone();
+            loop {
+                tokio::select! {
+                    accepted = up.accept() => {
+                        if let Ok((stream, _)) = accepted {
+                            let open = Open::new(&gauge);
+                            let down = connections.clone();
+                            tokio::spawn(connection(stream, app.clone(), down, open));
+                        }
+                    }
+                    _ = down.wait_for(|d| *d) => break,
+                }
+            }
+            drop((up, open));
+        }
+        if down.wait_for(|d| !*d).await.is_err() {
+            return;
+        }
+        current = rebind(number).await.map(|l| (l, Open::new(&gauge)));
+    }
+}
+
+async fn rebind(port: u16) -> Option<tokio::net::TcpListener> {
+    for _ in 0..50 {
+        let socket = TcpSocket::new_v4().ok()?;
+        let _ = socket.set_reuseaddr(true);
+        if socket.bind(([127, 0, 0, 1], port).into()).is_ok()
+            && let Ok(listener) = socket.listen(1024)
+        {
+            return Some(listener);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+async fn connection(stream: TcpStream, app: Router, mut down: watch::Receiver<bool>, open: Open) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    tokio::select! {
+        _ = conn => {}
+        _ = down.wait_for(|d| *d) => {}
+    }
+    drop(open);
+}
