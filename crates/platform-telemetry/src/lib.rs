@@ -38,7 +38,7 @@ mod files;
 pub mod http;
 mod limits;
 mod logs;
-mod messaging;
+pub mod messaging;
 mod metrics;
 mod pipeline;
 pub mod propagation;

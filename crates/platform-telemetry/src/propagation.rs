@@ -285,7 +285,7 @@ pub fn extract<H: MessageHeaders + ?Sized>(headers: &H) -> opentelemetry::Contex
     })
 }
 
-pub use crate::messaging::{MessageSpan, consumer_span, producer_span};
+pub use crate::messaging::{Destination, MessageSpan, consumer_span, producer_span};
 
 #[cfg(test)]
 mod tests {

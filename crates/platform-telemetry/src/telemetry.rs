@@ -256,7 +256,8 @@ struct Inner {
     dispatch: Dispatch,
     span_counters: Arc<Counters>,
     log_counters: Arc<Counters>,
-    exemplars: crate::metrics::ExemplarStore,
+    exemplars: Arc<crate::metrics::ExemplarStore>,
+    messaging: Arc<crate::messaging::MessagingInstruments>,
     warnings: Vec<ConfigWarning>,
     shutdown_timeout: Duration,
     shut_down: AtomicBool,
@@ -404,7 +405,7 @@ impl Telemetry {
     pub fn scrape_metrics(&self, accept: Option<&str>) -> MetricsScrape {
         let format = ExpositionFormat::from_accept(accept);
         let body = match &self.inner.prometheus {
-            Some(reader) => reader.render(format, &self.inner.exemplars),
+            Some(reader) => reader.render(format, &*self.inner.exemplars),
             None if format == ExpositionFormat::OpenMetrics => "# EOF\n".to_string(),
             None => String::new(),
         };
@@ -603,10 +604,18 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
     let tracer = tracer_provider
         .as_ref()
         .map(|p| p.tracer(INSTRUMENTATION_SCOPE));
+    let exemplars = Arc::new(crate::metrics::ExemplarStore::default());
+    let messaging = Arc::new(crate::messaging::MessagingInstruments::new(
+        &meters.provider.meter(INSTRUMENTATION_SCOPE),
+        exemplars.clone(),
+    ));
     let dispatch = subscriber(
         &cfg,
         writer,
-        tracer.as_ref(),
+        CurrentInstance {
+            tracer: tracer.clone(),
+            messaging: messaging.clone(),
+        },
         logger_provider.as_ref(),
         span_source_attributes,
     );
@@ -637,7 +646,8 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
             dispatch,
             span_counters,
             log_counters,
-            exemplars: crate::metrics::ExemplarStore::default(),
+            exemplars,
+            messaging,
             warnings,
             shutdown_timeout,
             shut_down: AtomicBool::new(false),
@@ -656,7 +666,8 @@ pub(crate) const INSTRUMENTATION_SCOPE: &str = "platform-telemetry";
 /// (`Dispatch::downcast_ref`), so the spans the library starts with the SDK tracer directly go
 /// to the same instance as the `tracing` spans around them.
 struct CurrentInstance {
-    tracer: SdkTracer,
+    tracer: Option<SdkTracer>,
+    messaging: Arc<crate::messaging::MessagingInstruments>,
 }
 
 impl<S: tracing::Subscriber> Layer<S> for CurrentInstance {}
@@ -669,13 +680,34 @@ pub(crate) fn current_tracer() -> Option<SdkTracer> {
             .downcast_ref::<CurrentInstance>()
             .map(|instance| instance.tracer.clone())
     });
-    local.or_else(|| GLOBAL.get().and_then(|t| t.inner.tracer.clone()))
+    match local {
+        Some(tracer) => tracer,
+        None => GLOBAL.get().and_then(|t| t.inner.tracer.clone()),
+    }
+}
+
+/// The tracer (if traces are on) and the messaging instruments of the instance whose
+/// subscriber is current on this thread, else of the global instance; `None` without either.
+pub(crate) fn current_messaging() -> Option<(
+    Option<SdkTracer>,
+    Arc<crate::messaging::MessagingInstruments>,
+)> {
+    let local = tracing::dispatcher::get_default(|dispatch| {
+        dispatch
+            .downcast_ref::<CurrentInstance>()
+            .map(|instance| (instance.tracer.clone(), instance.messaging.clone()))
+    });
+    local.or_else(|| {
+        GLOBAL
+            .get()
+            .map(|t| (t.inner.tracer.clone(), t.inner.messaging.clone()))
+    })
 }
 
 fn subscriber(
     cfg: &config::Resolved,
     writer: Option<BoxMakeWriter>,
-    tracer: Option<&SdkTracer>,
+    instance: CurrentInstance,
     logger_provider: Option<&SdkLoggerProvider>,
     span_source_attributes: bool,
 ) -> Dispatch {
@@ -708,7 +740,7 @@ fn subscriber(
     });
     let not_machinery =
         tracing_subscriber::filter::filter_fn(|meta| !logs::is_export_machinery(meta.target()));
-    if let Some(tracer) = tracer {
+    if let Some(tracer) = &instance.tracer {
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer.clone())
@@ -721,13 +753,8 @@ fn subscriber(
                 .with_filter(not_machinery.clone())
                 .boxed(),
         );
-        layers.push(
-            CurrentInstance {
-                tracer: tracer.clone(),
-            }
-            .boxed(),
-        );
     }
+    layers.push(instance.boxed());
     if let Some(provider) = logger_provider {
         layers.push(
             opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(provider)
