@@ -430,7 +430,10 @@ async fn a_rejected_order_is_a_failed_consumer_span_and_a_failed_processing_metr
         failed_point.attr("messaging.destination.name"),
         Some("orders.viewed")
     );
-    assert_eq!(failed_point.attr("messaging.operation.name"), Some("process"));
+    assert_eq!(
+        failed_point.attr("messaging.operation.name"),
+        Some("process")
+    );
     assert!(
         processed
             .iter()
@@ -455,7 +458,10 @@ async fn a_rejected_order_is_a_failed_consumer_span_and_a_failed_processing_metr
         .await
         .unwrap_or_else(|e| panic!("orders never reported two sent messages: {e}"));
     let sent = points_of(&snapshot, "orders", "messaging.client.sent.messages");
-    assert!(sent.iter().all(|p| p.attr("error.type").is_none()), "{sent:?}");
+    assert!(
+        sent.iter().all(|p| p.attr("error.type").is_none()),
+        "{sent:?}"
+    );
     assert!(
         !points_of(&snapshot, "orders", "messaging.client.operation.duration").is_empty(),
         "the publish duration is recorded"

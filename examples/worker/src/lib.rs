@@ -26,7 +26,7 @@ pub enum Processed {
 
 /// True for an order the worker rejects.
 pub fn rejects(order_id: u64) -> bool {
-    order_id % REJECTED_EVERY == 0
+    order_id.is_multiple_of(REJECTED_EVERY)
 }
 
 /// Handles one event inside a CONSUMER span that continues the producer's trace; a rejected or
