@@ -12,6 +12,7 @@ use api_doubles::tempo::TempoDouble;
 use api_doubles::tls::{TestCa, TlsMode};
 use base64::Engine as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
 
 const TRACE_ID: &str = "00a1b2c3d4e5f60718293a4b5c6d7e8f";
@@ -275,10 +276,20 @@ async fn everything_together_multi_tenant_tempo_behind_a_bearer_gateway_with_mtl
         .start()
         .unwrap();
     let ca = tempo.ca().unwrap();
-    // The OTLP intake is plain and outside the gateway: the tenant is what it checks.
+    let identity = ca.client_identity_pem();
+    // The OTLP intake is outside the gateway (the tenant is what it checks) and serves mTLS too.
+    assert!(tempo.otlp_http_endpoint().starts_with("https://127.0.0.1:"));
     let traces: ExportTraceServiceRequest =
         serde_json::from_str(&sample("request_otlp_traces.json")).unwrap();
-    let pushed = client()
+    let no_cert = https_client(ca.ca_pem(), None)
+        .post(format!("{}/v1/traces", tempo.otlp_http_endpoint()))
+        .header("content-type", "application/x-protobuf")
+        .header("X-Scope-OrgID", "a")
+        .body(traces.encode_to_vec())
+        .send()
+        .await;
+    assert!(no_cert.is_err(), "{no_cert:?}");
+    let pushed = https_client(ca.ca_pem(), Some(&identity))
         .post(format!("{}/v1/traces", tempo.otlp_http_endpoint()))
         .header("content-type", "application/x-protobuf")
         .header("X-Scope-OrgID", "a")
@@ -287,8 +298,31 @@ async fn everything_together_multi_tenant_tempo_behind_a_bearer_gateway_with_mtl
         .await
         .unwrap();
     assert_eq!(pushed.status().as_u16(), 200);
+    let grpc = tonic::transport::Endpoint::from_shared(tempo.otlp_grpc_endpoint())
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca.ca_pem()))
+                .identity(tonic::transport::Identity::from_pem(
+                    &ca.pki().client_cert_pem,
+                    &ca.pki().client_key_pem,
+                ))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(traces.clone());
+    request
+        .metadata_mut()
+        .insert("x-scope-orgid", "b".parse().unwrap());
+    TraceServiceClient::new(grpc).export(request).await.unwrap();
+    assert_eq!(
+        (tempo.spans_of("a").len(), tempo.spans_of("b").len()),
+        (3, 3)
+    );
 
-    let identity = ca.client_identity_pem();
     let client = https_client(ca.ca_pem(), Some(&identity));
     let url = format!("{}/api/v2/traces/{TRACE_ID}", tempo.url());
     assert!(url.starts_with("https://127.0.0.1:") && url.contains("/tempo/api/v2/"));
@@ -311,7 +345,7 @@ async fn everything_together_multi_tenant_tempo_behind_a_bearer_gateway_with_mtl
         client
             .get(&url)
             .bearer_auth("t0k")
-            .header("X-Scope-OrgID", "b"),
+            .header("X-Scope-OrgID", "c"),
     )
     .await;
     assert_eq!(
