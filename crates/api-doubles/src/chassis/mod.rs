@@ -45,8 +45,14 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The TLS configuration could not be made (test CA, certificates, rustls).
-    #[error("cannot set up TLS for a double: {0}")]
-    Tls(String),
+    #[error("cannot set up TLS for a double ({what}): {source}")]
+    Tls {
+        /// What was being made: `test CA`, `server certificate PEM`, `client certificate
+        /// verifier`, …
+        what: &'static str,
+        /// The underlying error (rcgen, rustls, I/O).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The embedded OTLP receiver (crate `otlp-receiver`) could not start.
     #[error("cannot start the {double} double's OTLP receiver: {message}")]
     Receiver {
