@@ -378,5 +378,14 @@ async fn a_single_tenant_tempo_with_tls_takes_otlp_over_tls_with_the_same_ca() {
         .await
         .unwrap();
     assert_eq!(pushed.status().as_u16(), 200);
+    // The shared receiver hands spans to the store just after answering: poll.
+    let deadline = std::time::Instant::now() + WAIT;
+    while tempo.spans().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spans never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(tempo.spans().len(), 3);
 }

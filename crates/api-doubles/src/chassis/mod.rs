@@ -44,6 +44,17 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// A builder was given a path prefix that is not a plain path.
+    #[error(
+        "invalid path prefix {prefix:?} for the {double} double: use segments of letters, digits \
+         and `-._~` separated by `/`, e.g. `/tempo`"
+    )]
+    InvalidPrefix {
+        /// Which double.
+        double: &'static str,
+        /// The prefix given.
+        prefix: String,
+    },
     /// The TLS configuration could not be made (test CA, certificates, rustls).
     #[error("cannot set up TLS for a double ({what}): {source}")]
     Tls {
