@@ -527,6 +527,25 @@ fn body_start(body: &str) -> String {
     redact::text(cut)
 }
 
+/// What a refusal's body says: its text, or an HTML error page's `<title>` (gateways such as
+/// nginx answer 401 with a page).
+fn explanation(body: &str) -> String {
+    let lower = body.to_ascii_lowercase();
+    if !lower.contains("<html") {
+        return body_start(body);
+    }
+    let title = lower
+        .find("<title>")
+        .map(|at| at + "<title>".len())
+        .and_then(|start| {
+            lower[start..]
+                .find("</title>")
+                .map(|len| (start, start + len))
+        })
+        .and_then(|(start, end)| body.get(start..end));
+    title.map(body_start).unwrap_or_default()
+}
+
 /// The refusal in an answer, if it is one: 401 or 403, or any 4xx whose body says the tenant
 /// is missing ("no org id", as Tempo, Loki and Mimir answer), diagnosed against what
 /// `connection` sent.
@@ -555,7 +574,7 @@ pub fn denial(
         store: title,
         url: url.to_string(),
         status,
-        body: body_start(body),
+        body: explanation(body),
         denial,
         hint,
     })
@@ -688,6 +707,83 @@ mod tests {
         );
         assert_eq!(normalize_id("", 16), None);
         assert_eq!(normalize_id("0000000000000000", 16), None);
+    }
+
+    #[test]
+    fn every_client_keeps_the_path_prefix_of_its_base_url() {
+        let base = StoreUrl::parse("--loki", "https://gw.example/loki", "").unwrap();
+        assert_eq!(
+            base.join(&["loki", "api", "v1", "query_range"]).as_str(),
+            "https://gw.example/loki/loki/api/v1/query_range"
+        );
+        let base = StoreUrl::parse("--prometheus", "https://gw.example/prom/", "").unwrap();
+        assert_eq!(
+            base.join(&["-", "ready"]).as_str(),
+            "https://gw.example/prom/-/ready"
+        );
+        let bare = StoreUrl::parse("--tempo", "http://tempo:3200", "").unwrap();
+        assert_eq!(bare.join(&["ready"]).as_str(), "http://tempo:3200/ready");
+    }
+
+    fn loki(tenant: Option<&str>, credential: Credential) -> Connection {
+        let mut c = Connection::none(Store::Loki);
+        c.tenant = tenant.map(|id| crate::connection::Tenant {
+            id: id.into(),
+            source: "--tenant (OBS_TENANT)".into(),
+        });
+        c.credential = credential;
+        c
+    }
+
+    #[test]
+    fn a_refusal_names_the_setting_that_fixes_it() {
+        let url = "http://loki:3100/loki/api/v1/query_range";
+        let no_org = denial(Some(&loki(None, Credential::None)), url, 401, "no org id\n").unwrap();
+        assert_eq!(no_org.denial(), Some(Denial::NoTenant));
+        let text = no_org.to_string();
+        assert!(
+            text.starts_with("Loki answered 401 \"no org id\": ")
+                && text.contains("set --loki-tenant (OBS_LOKI_TENANT)")
+                && text.contains("OBS_TENANT"),
+            "{text}"
+        );
+        let unauthorized = denial(Some(&loki(Some("a"), Credential::None)), url, 401, "")
+            .unwrap()
+            .to_string();
+        assert!(
+            unauthorized.contains("obs sent none")
+                && unauthorized.contains("--loki-token (OBS_LOKI_TOKEN)")
+                && unauthorized.contains("--loki-user (OBS_LOKI_USER)"),
+            "{unauthorized}"
+        );
+        let basic = Credential::Basic {
+            user: "u1".into(),
+            password: "never-shown".into(),
+            source: "--loki-password-file (OBS_LOKI_PASSWORD_FILE) /run/pw".into(),
+        };
+        let rejected = denial(Some(&loki(None, basic.clone())), url, 401, "invalid")
+            .unwrap()
+            .to_string();
+        assert!(
+            rejected.contains("rejected basic auth as user \"u1\"")
+                && rejected.contains("/run/pw")
+                && !rejected.contains("never-shown"),
+            "{rejected}"
+        );
+        let forbidden = denial(Some(&loki(Some("team-a"), basic)), url, 403, "").unwrap();
+        assert_eq!(forbidden.denial(), Some(Denial::Forbidden));
+        assert!(
+            forbidden.to_string().contains("for tenant \"team-a\""),
+            "{forbidden}"
+        );
+        assert_eq!(
+            denial(Some(&loki(None, Credential::None)), url, 404, "no"),
+            None
+        );
+        assert_eq!(
+            denial(Some(&loki(None, Credential::None)), url, 200, "no org id"),
+            None
+        );
     }
 
     #[test]
