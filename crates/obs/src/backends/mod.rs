@@ -435,15 +435,18 @@ impl Http {
             url.query_pairs_mut().extend_pairs(query);
         }
         let shown = redact::url(url.as_str());
-        let mut response =
-            self.client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| StoreError::Unreachable {
-                    url: shown.clone(),
-                    why: transport_error(&e),
-                })?;
+        let mut response = self.client.get(url).send().await.map_err(|e| {
+            let mut why = transport_error(&e);
+            if why.starts_with("TLS failed")
+                && let Some(connection) = self.connection.as_deref()
+            {
+                why.push_str(&tls_hint(connection));
+            }
+            StoreError::Unreachable {
+                url: shown.clone(),
+                why,
+            }
+        })?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
         // A refusal's body is only an explanation: read a little of it.
@@ -629,15 +632,57 @@ pub fn status_error(url: String, status: u16, body: &str) -> StoreError {
     }
 }
 
+/// The error and its sources, joined.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// True when a connect error is TLS's (a certificate not trusted, a handshake refused).
+fn is_tls_failure(chain: &str) -> bool {
+    let lower = chain.to_ascii_lowercase();
+    ["certificate", "tls", "handshake", "alert", "ssl"]
+        .iter()
+        .any(|word| lower.contains(word))
+}
+
 /// A transport error in plain words.
 pub fn transport_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        "no answer before the timeout".into()
-    } else if e.is_connect() {
+        return "no answer before the timeout".into();
+    }
+    let chain = error_chain(e);
+    if e.is_connect() && !is_tls_failure(&chain) {
         "connection refused or host unreachable".into()
+    } else if is_tls_failure(&chain) {
+        format!("TLS failed: {}", redact::text(&chain))
     } else {
         redact::text(&e.to_string())
     }
+}
+
+/// What to set when TLS to `connection`'s store failed.
+fn tls_hint(connection: &Connection) -> String {
+    let store = connection.store;
+    let trusted = match &connection.ca {
+        Some(ca) => format!("the system's roots and {}", ca.path.display()),
+        None => "the system's roots only".to_string(),
+    };
+    format!(
+        " (obs trusted {trusted}; a server certificate from a private CA needs {}; a server that requires a client certificate needs {} and {})",
+        store.setting(Setting::CaFile),
+        store.setting(Setting::ClientCert),
+        store.setting(Setting::ClientKey)
+    )
 }
 
 /// What a trace lookup found.
