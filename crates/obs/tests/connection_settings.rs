@@ -93,9 +93,12 @@ fn verify_usage(args: &[&str], env: &[(&str, &str)]) -> support::Run {
     obs(&all, env, None)
 }
 
+/// Flags, variables, and the two names the error must hold.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], [&'a str; 2]);
+
 #[test]
 fn conflicting_settings_are_usage_errors_naming_both() {
-    let cases: [(&[&str], &[(&str, &str)], [&str; 2]); 5] = [
+    let cases: [Case<'_>; 5] = [
         (
             &["--loki-token", "conflict-token-1", "--loki-user", "u"],
             &[],
