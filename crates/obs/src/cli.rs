@@ -93,7 +93,8 @@ or basic auth (value, variable or file), extra headers, CA file and client certi
 \"... connection\" sections of --help; --tenant / OBS_TENANT is every store's default tenant). A
 path prefix rides in the store's URL: OBS_LOKI=https://gw/loki calls https://gw/loki/loki/api/v1/...
 The probe's export to an authenticated collector or gateway uses the standard variables, passed
-through unchanged: OTEL_EXPORTER_OTLP_HEADERS (e.g. X-Scope-OrgID=team-a,Authorization=Bearer%20TOKEN),
+through unchanged: OTEL_EXPORTER_OTLP_HEADERS for a tenant and credentials, e.g.
+  X-Scope-OrgID=team-a,Authorization=Bearer%20TOKEN
 OTEL_EXPORTER_OTLP_CERTIFICATE (a CA), OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and
 OTEL_EXPORTER_OTLP_CLIENT_KEY (mutual TLS), and their per-signal forms.";
 

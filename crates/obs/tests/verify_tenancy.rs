@@ -354,3 +354,52 @@ fn https_with_a_test_ca_a_client_certificate_and_path_prefixes() {
         "{run:?}"
     );
 }
+
+#[test]
+fn the_probe_exports_straight_to_multi_tenant_stores_with_the_standard_headers_variable() {
+    // No collector: traces to Tempo's OTLP intake and logs to Loki's, both multi-tenant.
+    let tempo = TempoDouble::builder().multi_tenant().start().unwrap();
+    let loki = LokiDouble::builder().multi_tenant().start().unwrap();
+    let traces = format!("{}/v1/traces", tempo.otlp_http_endpoint());
+    let logs = format!("{}/v1/logs", loki.otlp_endpoint());
+    let nowhere = format!("http://127.0.0.1:{}", api_doubles::reserve_port().unwrap());
+    let args = |timeout: &'static str| {
+        vec![
+            "--otlp-endpoint",
+            nowhere.as_str(),
+            "--tempo",
+            tempo.url(),
+            "--loki",
+            loki.url(),
+            "--tenant",
+            "team-a",
+            "--timeout",
+            timeout,
+        ]
+    };
+    let signals = [
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces.as_str()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs.as_str()),
+        ("OTEL_METRICS_EXPORTER", "none"),
+    ];
+    let mut env = signals.to_vec();
+    env.push(PROBE_TENANT_HEADERS);
+    let run = verify(&args("30s"), &env);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(!tempo.spans_of("team-a").is_empty());
+    assert!(!loki.records_of("team-a").is_empty());
+
+    // Without the header the stores refuse the export ("no org id"): the probe's check says
+    // the endpoint refused it and where a tenant goes.
+    let run = verify(&args("4s"), &signals);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let export = check(&run, "probe", "OTLP export");
+    assert_eq!(export["reason"], "dropped", "{run:?}");
+    assert!(
+        export["detail"]
+            .as_str()
+            .unwrap()
+            .contains("OTEL_EXPORTER_OTLP_HEADERS, e.g. X-Scope-OrgID=team-a"),
+        "{run:?}"
+    );
+}
