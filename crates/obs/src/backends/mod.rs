@@ -831,6 +831,17 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a refusing server answers, the explanation is bounded and never panics.
+        #[test]
+        fn a_refusal_body_is_explained_within_bounds(
+            body in "(\\PC|<title>|</title>|<html>){0,400}",
+        ) {
+            let shown = explanation(&body);
+            proptest::prop_assert!(shown.chars().count() <= 300 || shown.contains("REDACTED"));
+        }
+    }
+
     #[test]
     fn the_recorded_tempo_trace_parses_with_its_parents() {
         let body: Value = serde_json::from_str(include_str!(
