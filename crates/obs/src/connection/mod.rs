@@ -368,12 +368,17 @@ impl Connection {
         Ok(map)
     }
 
-    /// `builder` with this connection's headers, CA and client certificate.
+    /// `builder` with this connection's headers, CA and client certificate, following
+    /// redirects only within the same origin: reqwest drops `Authorization` on a redirect to
+    /// another host, but not the tenant or the extra headers (an API key), so obs does not go
+    /// there at all (the 3xx is reported instead).
     pub fn apply(
         &self,
         builder: reqwest::ClientBuilder,
     ) -> Result<reqwest::ClientBuilder, ConnectionError> {
-        let mut builder = builder.default_headers(self.request_headers()?);
+        let mut builder = builder
+            .default_headers(self.request_headers()?)
+            .redirect(same_origin_redirects());
         if let Some(ca) = &self.ca {
             let certs = reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| {
                 ConnectionError::File {
@@ -402,6 +407,25 @@ impl Connection {
         }
         Ok(builder)
     }
+}
+
+/// The most redirects followed.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, each to the origin (scheme, host, port) of the
+/// request before it; stops at any other, so no header leaves for another server.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .last()
+            .is_some_and(|before| before.origin() == attempt.url().origin());
+        if same && attempt.previous().len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }
 
 /// `HeaderName::from_static` needs lowercase.
