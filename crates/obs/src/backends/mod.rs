@@ -9,6 +9,7 @@
 
 pub mod alertmanager;
 pub mod collector;
+pub mod denial;
 pub mod jaeger;
 pub mod loki;
 pub mod prometheus;
@@ -22,8 +23,10 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
+use crate::connection::Connection;
 use crate::redact;
 
+pub use denial::{Denial, denial, transport_error};
 pub use jaeger::Jaeger;
 pub use tempo::Tempo;
 
@@ -196,6 +199,23 @@ pub enum StoreError {
         /// The start of the body (the store's own explanation), redacted.
         body: String,
     },
+    /// The store refused obs: 401, 403, or an answer that it needs a tenant ("no org id").
+    /// The hint names the setting to fix.
+    #[error("{store} answered {status}{}: {hint} ({url})", quoted_body(.body))]
+    Denied {
+        /// The store, in prose.
+        store: &'static str,
+        /// The URL asked (redacted).
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body (the store's own explanation), redacted.
+        body: String,
+        /// Which kind of refusal.
+        denial: Denial,
+        /// What to set, naming the flag and the variable.
+        hint: String,
+    },
     /// A success whose body is not what the store's API documents.
     #[error("{url}: unreadable answer: {why}")]
     Unreadable {
@@ -214,10 +234,26 @@ fn body_suffix(body: &str) -> String {
     }
 }
 
+fn quoted_body(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(" {body:?}")
+    }
+}
+
 impl StoreError {
     /// True when the store could not be reached at all (as opposed to answering badly).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, StoreError::Unreachable { .. })
+    }
+
+    /// How the store refused obs, when it did.
+    pub fn denial(&self) -> Option<Denial> {
+        match self {
+            StoreError::Denied { denial, .. } => Some(*denial),
+            _ => None,
+        }
     }
 }
 
@@ -230,6 +266,8 @@ pub enum Readiness {
     NotReady(StoreError),
     /// Could not be reached at all.
     Unreachable(StoreError),
+    /// Refused obs (401, 403, no tenant): waiting will not help.
+    Denied(StoreError),
 }
 
 /// One span, in the shape the checks use.
@@ -333,23 +371,52 @@ pub fn spans_from_otlp_json(resource_spans: &Value) -> Vec<Span> {
     spans
 }
 
-/// The HTTP client the store clients share: bounded per call, answers read with a size cap.
+/// The HTTP client of one store: bounded per call, answers read with a size cap, and the
+/// store's [`Connection`] (tenant, credentials, headers, TLS) on every request.
 #[derive(Clone, Debug)]
 pub struct Http {
     client: reqwest::Client,
+    connection: Option<std::sync::Arc<Connection>>,
 }
 
 impl Http {
-    /// A client whose every call (connect included) ends within `timeout`.
+    /// A client without tenant or credentials, whose every call (connect included) ends
+    /// within `timeout`.
     pub fn new(timeout: Duration) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
-            client: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
-                .build()?,
+            client: Self::builder(timeout).build()?,
+            connection: None,
         })
+    }
+
+    /// A client for the store `connection` reaches, whose every call ends within `timeout`.
+    pub fn for_connection(timeout: Duration, connection: &Connection) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = connection.apply(Self::builder(timeout))?;
+        Ok(Self {
+            client: builder.build().map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot set up the HTTP client for {} ({}): {}",
+                    connection.store,
+                    connection.describe(),
+                    redact::text(&e.to_string())
+                )
+            })?,
+            connection: Some(std::sync::Arc::new(connection.clone())),
+        })
+    }
+
+    fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// The connection this client uses, if it is a store's.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.connection.as_deref()
     }
 
     /// GETs `url` with `query` appended; the status and at most [`MAX_ANSWER_BYTES`] of body.
@@ -359,21 +426,33 @@ impl Http {
             url.query_pairs_mut().extend_pairs(query);
         }
         let shown = redact::url(url.as_str());
-        let mut response =
-            self.client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| StoreError::Unreachable {
-                    url: shown.clone(),
-                    why: transport_error(&e),
-                })?;
+        let mut response = self.client.get(url).send().await.map_err(|e| {
+            let mut why = transport_error(&e);
+            if why.starts_with("TLS failed")
+                && let Some(connection) = self.connection.as_deref()
+            {
+                why.push_str(&denial::tls_hint(connection));
+            }
+            StoreError::Unreachable {
+                url: shown.clone(),
+                why,
+            }
+        })?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
+        // A refusal's body is only an explanation: read a little of it.
+        let cap = if matches!(status, 401 | 403) {
+            64 * 1024
+        } else {
+            MAX_ANSWER_BYTES
+        };
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    if body.len() + chunk.len() > cap {
+                        if cap < MAX_ANSWER_BYTES {
+                            break;
+                        }
                         return Err(StoreError::Unreadable {
                             url: shown,
                             why: format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"),
@@ -390,7 +469,11 @@ impl Http {
                 }
             }
         }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if let Some(denied) = denial(self.connection.as_deref(), &shown, status, &body) {
+            return Err(denied);
+        }
+        Ok((status, body))
     }
 
     /// Like [`Http::get`], but anything other than 2xx is a [`StoreError::Status`].
@@ -422,33 +505,28 @@ impl Http {
             Ok((status, _)) if (200..300).contains(&status) => Readiness::Ready,
             Ok((status, body)) => Readiness::NotReady(status_error(shown, status, &body)),
             Err(e) if e.is_unreachable() => Readiness::Unreachable(e),
+            Err(e) if e.denial().is_some() => Readiness::Denied(e),
             Err(e) => Readiness::NotReady(e),
         }
     }
 }
 
-/// A non-success answer, with the start of its body (the store's explanation) kept.
-pub fn status_error(url: String, status: u16, body: &str) -> StoreError {
+/// The start of a body, at most 300 characters, redacted.
+fn body_start(body: &str) -> String {
     let body = body.trim();
     let cut = body
         .char_indices()
         .nth(300)
         .map_or(body, |(i, _)| &body[..i]);
+    redact::text(cut)
+}
+
+/// A non-success answer, with the start of its body (the store's explanation) kept.
+pub fn status_error(url: String, status: u16, body: &str) -> StoreError {
     StoreError::Status {
         url,
         status,
-        body: redact::text(cut),
-    }
-}
-
-/// A transport error in plain words.
-pub fn transport_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "no answer before the timeout".into()
-    } else if e.is_connect() {
-        "connection refused or host unreachable".into()
-    } else {
-        redact::text(&e.to_string())
+        body: body_start(body),
     }
 }
 
@@ -519,6 +597,22 @@ mod tests {
         );
         assert_eq!(normalize_id("", 16), None);
         assert_eq!(normalize_id("0000000000000000", 16), None);
+    }
+
+    #[test]
+    fn every_client_keeps_the_path_prefix_of_its_base_url() {
+        let base = StoreUrl::parse("--loki", "https://gw.example/loki", "").unwrap();
+        assert_eq!(
+            base.join(&["loki", "api", "v1", "query_range"]).as_str(),
+            "https://gw.example/loki/loki/api/v1/query_range"
+        );
+        let base = StoreUrl::parse("--prometheus", "https://gw.example/prom/", "").unwrap();
+        assert_eq!(
+            base.join(&["-", "ready"]).as_str(),
+            "https://gw.example/prom/-/ready"
+        );
+        let bare = StoreUrl::parse("--tempo", "http://tempo:3200", "").unwrap();
+        assert_eq!(bare.join(&["ready"]).as_str(), "http://tempo:3200/ready");
     }
 
     #[test]

@@ -9,6 +9,12 @@ use backon::{ExponentialBuilder, Retryable as _};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
+use crate::connection::Connection;
+
+fn auth_is_set(auth: &Auth) -> bool {
+    !matches!(auth, Auth::None)
+}
+
 /// How `obs` authenticates. `source` says where the credential came from (flag, env variable,
 /// file or the URL's userinfo), so errors can name it without showing it.
 #[derive(Clone)]
@@ -146,7 +152,34 @@ impl GrafanaClient {
     /// per-request `timeout`. Userinfo in `base` is dropped here: credentials travel only as
     /// `auth` (see `run::auth`, which turns URL userinfo into [`Auth::Basic`]).
     pub fn new(base: &str, auth: Auth, timeout: Duration) -> anyhow::Result<Self> {
+        Self::with_transport(
+            base,
+            auth,
+            timeout,
+            &Connection::none(crate::connection::Store::Grafana),
+        )
+    }
+
+    /// Like [`GrafanaClient::new`], with `transport`'s extra headers, CA and client
+    /// certificate (`--grafana-header`, `--grafana-ca-file`, `--grafana-client-cert/-key`).
+    pub fn with_transport(
+        base: &str,
+        auth: Auth,
+        timeout: Duration,
+        transport: &Connection,
+    ) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        if auth_is_set(&auth)
+            && let Some((name, _)) = transport
+                .headers
+                .iter()
+                .find(|(n, _)| *n == reqwest::header::AUTHORIZATION)
+        {
+            anyhow::bail!(
+                "an {name} header in --grafana-header (OBS_GRAFANA_HEADERS) and {} are both set; both set Authorization: keep one",
+                auth.describe()
+            );
+        }
         let mut url = Url::parse(base).with_context(|| {
             format!(
                 "--grafana-url (OBS_GRAFANA_URL) {:?} is not a URL",
@@ -166,11 +199,17 @@ impl GrafanaClient {
             let path = format!("{}/", url.path());
             url.set_path(&path);
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")));
+        let http = transport.apply(builder)?.build().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot set up the HTTP client for Grafana ({}): {}",
+                transport.describe(),
+                crate::redact::text(&e.to_string())
+            )
+        })?;
         Ok(Self {
             base: url,
             auth,
@@ -332,6 +371,76 @@ mod tests {
                 .url(&["api", "search"], &[("tag", "obs:managed")])
                 .as_str(),
             "http://host:3000/api/search?tag=obs%3Amanaged"
+        );
+    }
+
+    fn transport(headers: &[&str]) -> Connection {
+        Connection::transport(
+            crate::connection::Store::Grafana,
+            &crate::connection::RawConnection {
+                headers: headers.iter().map(|h| h.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_grafana_headers_ride_on_every_call_with_the_credential() {
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<reqwest::header::HeaderMap>>>;
+        let seen: Seen = Seen::default();
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/grafana/api/health",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let record = record.clone();
+                async move {
+                    record.lock().unwrap().push(headers);
+                    axum::Json(serde_json::json!({"database": "ok"}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = GrafanaClient::with_transport(
+            &format!("http://{address}/grafana"),
+            Auth::Token {
+                token: "glsa_header_test".into(),
+                source: "--grafana-token".into(),
+            },
+            Duration::from_secs(5),
+            &transport(&["X-Org-Gateway: gw-secret-value", "X-Second: 2"]),
+        )
+        .unwrap();
+        client
+            .call_once(Method::GET, &["api", "health"], &[], None)
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0]["x-org-gateway"], "gw-secret-value");
+        assert_eq!(seen[0]["x-second"], "2");
+        assert_eq!(seen[0]["authorization"], "Bearer glsa_header_test");
+    }
+
+    #[test]
+    fn an_authorization_header_and_a_credential_are_both_refused() {
+        let e = GrafanaClient::with_transport(
+            "http://grafana:3000",
+            Auth::Token {
+                token: "t".into(),
+                source: "--grafana-token (OBS_GRAFANA_TOKEN)".into(),
+            },
+            Duration::from_secs(1),
+            &transport(&["Authorization: Bearer other-value"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--grafana-header (OBS_GRAFANA_HEADERS)")
+                && e.contains("OBS_GRAFANA_TOKEN")
+                && !e.contains("other-value"),
+            "{e}"
         );
     }
 
