@@ -9,6 +9,8 @@ command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"

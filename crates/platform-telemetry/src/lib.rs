@@ -30,6 +30,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+pub mod db;
 #[cfg(feature = "http-server")]
 mod endpoints;
 mod error;

@@ -258,6 +258,7 @@ struct Inner {
     log_counters: Arc<Counters>,
     exemplars: Arc<crate::metrics::ExemplarStore>,
     messaging: Arc<crate::messaging::MessagingInstruments>,
+    db: Arc<crate::db::DbInstruments>,
     warnings: Vec<ConfigWarning>,
     shutdown_timeout: Duration,
     shut_down: AtomicBool,
@@ -605,16 +606,19 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         .as_ref()
         .map(|p| p.tracer(INSTRUMENTATION_SCOPE));
     let exemplars = Arc::new(crate::metrics::ExemplarStore::default());
+    let meter = meters.provider.meter(INSTRUMENTATION_SCOPE);
     let messaging = Arc::new(crate::messaging::MessagingInstruments::new(
-        &meters.provider.meter(INSTRUMENTATION_SCOPE),
+        &meter,
         exemplars.clone(),
     ));
+    let db = Arc::new(crate::db::DbInstruments::new(&meter, exemplars.clone()));
     let dispatch = subscriber(
         &cfg,
         writer,
         CurrentInstance {
             tracer: tracer.clone(),
             messaging: messaging.clone(),
+            db: db.clone(),
         },
         logger_provider.as_ref(),
         span_source_attributes,
@@ -648,6 +652,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
             log_counters,
             exemplars,
             messaging,
+            db,
             warnings,
             shutdown_timeout,
             shut_down: AtomicBool::new(false),
@@ -668,6 +673,7 @@ pub(crate) const INSTRUMENTATION_SCOPE: &str = "platform-telemetry";
 struct CurrentInstance {
     tracer: Option<SdkTracer>,
     messaging: Arc<crate::messaging::MessagingInstruments>,
+    db: Arc<crate::db::DbInstruments>,
 }
 
 impl<S: tracing::Subscriber> Layer<S> for CurrentInstance {}
@@ -702,6 +708,21 @@ pub(crate) fn current_messaging() -> Option<(
         GLOBAL
             .get()
             .map(|t| (t.inner.tracer.clone(), t.inner.messaging.clone()))
+    })
+}
+
+/// The tracer (if traces are on) and the database instrument of the instance whose subscriber
+/// is current on this thread, else of the global instance; `None` without either.
+pub(crate) fn current_db() -> Option<(Option<SdkTracer>, Arc<crate::db::DbInstruments>)> {
+    let local = tracing::dispatcher::get_default(|dispatch| {
+        dispatch
+            .downcast_ref::<CurrentInstance>()
+            .map(|instance| (instance.tracer.clone(), instance.db.clone()))
+    });
+    local.or_else(|| {
+        GLOBAL
+            .get()
+            .map(|t| (t.inner.tracer.clone(), t.inner.db.clone()))
     })
 }
 

@@ -286,3 +286,130 @@ pub fn encode(query: &str) -> String {
         })
         .collect()
 }
+
+/// The directory of the newest installed PostgreSQL's server programs (`initdb`, `postgres`).
+fn postgres_bin() -> std::path::PathBuf {
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.retain(|bin| bin.join("initdb").is_file());
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!("PostgreSQL is not installed: run scripts/test.sh (apt-get install postgresql)")
+    })
+}
+
+/// A real PostgreSQL (Debian's package) on a free loopback port, trusting local connections,
+/// in a fresh data directory. As root it runs as the `postgres` user (the server refuses root).
+/// Fails (never skips) when it is not installed. Keep the directory alive as long as the server.
+pub async fn start_postgres() -> (Process, String, tempfile::TempDir) {
+    let bin = postgres_bin();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let as_postgres = |program: &std::path::Path| -> Vec<String> {
+        let program = program.display().to_string();
+        if root {
+            vec![
+                "runuser".into(),
+                "-u".into(),
+                "postgres".into(),
+                "--".into(),
+                program,
+            ]
+        } else {
+            vec![program]
+        }
+    };
+    if root {
+        let status = std::process::Command::new("chown")
+            .args(["postgres:postgres", &dir.path().display().to_string()])
+            .status()
+            .expect("chown");
+        assert!(
+            status.success(),
+            "cannot give the data directory to postgres"
+        );
+    }
+    let initdb = as_postgres(&bin.join("initdb"));
+    let out = std::process::Command::new(&initdb[0])
+        .args(&initdb[1..])
+        .args([
+            "-D",
+            &data.display().to_string(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ])
+        .output()
+        .expect("initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let server = as_postgres(&bin.join("postgres"));
+    let mut args: Vec<String> = server[1..].to_vec();
+    args.extend([
+        "-D".into(),
+        data.display().to_string(),
+        "-p".into(),
+        port.to_string(),
+        "-k".into(),
+        dir.path().display().to_string(),
+        "-c".into(),
+        "listen_addresses=127.0.0.1".into(),
+        "-c".into(),
+        "fsync=off".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let process = spawn("postgres", &server[0], &args, &[]);
+    wait_tcp(port, &process).await;
+    (
+        process,
+        format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        dir,
+    )
+}
+
+/// A real redis-server (Debian's package) on a free loopback port, persisting nothing. Fails
+/// (never skips) when it is not installed.
+pub async fn start_redis() -> (Process, String) {
+    assert!(
+        std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "redis-server is not installed: run scripts/test.sh (apt-get install redis-server)"
+    );
+    let port = free_port();
+    let port_text = port.to_string();
+    let redis = spawn(
+        "redis-server",
+        "redis-server",
+        &[
+            "--port",
+            &port_text,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        &[],
+    );
+    wait_tcp(port, &redis).await;
+    (redis, format!("redis://127.0.0.1:{port}"))
+}

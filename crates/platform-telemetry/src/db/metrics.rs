@@ -1,0 +1,95 @@
+//! `db.client.operation.duration`, recorded once per [`DbSpan`](super::DbSpan) when it ends.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::trace::SpanContext;
+
+use crate::metrics::ExemplarStore;
+
+/// `db.client.operation.duration`: how long a database client operation took.
+pub const CLIENT_OPERATION_DURATION: &str = "db.client.operation.duration";
+
+/// The buckets the semantic conventions advise for `db.client.operation.duration` (seconds).
+const DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+/// The instrument of one telemetry instance.
+#[derive(Debug)]
+pub(crate) struct DbInstruments {
+    duration: Histogram<f64>,
+    exemplars: Arc<ExemplarStore>,
+}
+
+impl DbInstruments {
+    pub(crate) fn new(meter: &Meter, exemplars: Arc<ExemplarStore>) -> Self {
+        Self {
+            duration: meter
+                .f64_histogram(CLIENT_OPERATION_DURATION)
+                .with_unit("s")
+                .with_description("Duration of database client operations")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            exemplars,
+        }
+    }
+}
+
+/// What one span records when it ends (by `end` or the drop of its last clone).
+#[derive(Debug)]
+pub(crate) struct DbOutcome {
+    instruments: Arc<DbInstruments>,
+    started: Instant,
+    attributes: Vec<KeyValue>,
+    error_type: Mutex<Option<Cow<'static, str>>>,
+    span_context: SpanContext,
+}
+
+impl DbOutcome {
+    pub(crate) fn new(
+        instruments: Arc<DbInstruments>,
+        attributes: Vec<KeyValue>,
+        span_context: SpanContext,
+    ) -> Self {
+        Self {
+            instruments,
+            started: Instant::now(),
+            attributes,
+            error_type: Mutex::new(None),
+            span_context,
+        }
+    }
+
+    pub(crate) fn fail(&self, error_type: Cow<'static, str>) {
+        *self
+            .error_type
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error_type);
+    }
+}
+
+impl Drop for DbOutcome {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if let Some(error_type) = self
+            .error_type
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        {
+            self.attributes
+                .push(KeyValue::new("error.type", error_type));
+        }
+        self.instruments.duration.record(elapsed, &self.attributes);
+        if self.span_context.is_sampled() {
+            self.instruments.exemplars.record(
+                CLIENT_OPERATION_DURATION,
+                &self.attributes,
+                elapsed,
+                &self.span_context,
+            );
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! Database client spans: a CLIENT span per operation on Postgres, Redis or any store, named
+//! and attributed as the database semantic conventions say, and the
+//! `db.client.operation.duration` histogram.
+//!
+//! It needs no driver crate: describe the operation ([`DbOperation::sql`] for SQL, whose text
+//! is recorded only with its literals stripped, never its parameters; [`DbOperation::command`]
+//! for command stores such as Redis, recorded by command name only), then run the driver's
+//! future inside it with [`DbOperation::run`]. An `Err` marks the span and the metric failed
+//! (`error.type`: the error's type name, or the class you give with [`DbOperation::run_with`]).
+//!
+//! ```
+//! use platform_telemetry::db::DbOperation;
+//!
+//! # async fn example() -> Result<(), std::io::Error> {
+//! // With sqlx: `.run(sqlx::query_as::<_, Order>(SQL).bind(id).fetch_optional(&pool))`.
+//! let found: Option<i64> = DbOperation::sql("postgresql", "SELECT id FROM orders WHERE id = $1")
+//!     .namespace("shop")
+//!     .server("db", 5432)
+//!     .run(async { Ok::<_, std::io::Error>(Some(7)) })
+//!     .await?;
+//! // With redis: `.run(conn.get::<_, Option<String>>(key))`.
+//! let cached: Option<String> = DbOperation::command("redis", "GET")
+//!     .server("cache", 6379)
+//!     .run(async { Ok::<_, std::io::Error>(None) })
+//!     .await?;
+//! # let _ = (found, cached); Ok(()) }
+//! ```
+//!
+//! | Attribute | From |
+//! |---|---|
+//! | `db.system.name` | the first argument (`postgresql`, `redis`, …) |
+//! | `db.query.summary` (also the span name) | the SQL's operations and tables (`SELECT orders`) |
+//! | `db.operation.name` | the first SQL operation, or the command (`GET`) |
+//! | `db.collection.name` | the table, when the SQL names exactly one; or [`DbOperation::collection`] |
+//! | `db.namespace` | [`DbOperation::namespace`] (the database) |
+//! | `db.query.text` | the SQL with `?` for every literal (spans only, never metrics) |
+//! | `server.address`, `server.port` | [`DbOperation::server`] |
+//! | `error.type` | on failure |
+
+mod metrics;
+mod sql;
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+
+pub use self::metrics::CLIENT_OPERATION_DURATION;
+pub(crate) use self::metrics::DbInstruments;
+use self::metrics::DbOutcome;
+pub use self::sql::{MAX_QUERY_BYTES, MAX_SUMMARY_BYTES, SanitizedSql, sanitize_sql};
+use crate::telemetry::current_db;
+
+/// The longest command name, namespace, collection or server address recorded.
+const MAX_NAME_BYTES: usize = 255;
+
+/// One database operation to trace: what it is, on which store. Build it, then
+/// [`run`](Self::run) the driver's future in it (or [`start`](Self::start) a span by hand).
+#[derive(Clone, Debug)]
+pub struct DbOperation<'a> {
+    system: &'static str,
+    query: Query<'a>,
+    namespace: Option<&'a str>,
+    collection: Option<&'a str>,
+    server: Option<(&'a str, u16)>,
+}
+
+#[derive(Clone, Debug)]
+enum Query<'a> {
+    Sql(&'a str),
+    Command(&'a str),
+}
+
+impl<'a> DbOperation<'a> {
+    /// A SQL statement on `system` (`"postgresql"`, `"mysql"`, `"sqlite"`, …). Its text is
+    /// recorded with every literal replaced by `?` ([`sanitize_sql`]); the values bound to its
+    /// placeholders are never seen.
+    pub fn sql(system: &'static str, query: &'a str) -> Self {
+        Self {
+            system,
+            query: Query::Sql(query),
+            namespace: None,
+            collection: None,
+            server: None,
+        }
+    }
+
+    /// A command on a command store (`"redis"`, …): `command` is its name (`GET`, `HSET`),
+    /// never its arguments, which hold keys and values.
+    pub fn command(system: &'static str, command: &'a str) -> Self {
+        Self {
+            system,
+            query: Query::Command(command),
+            namespace: None,
+            collection: None,
+            server: None,
+        }
+    }
+
+    /// The database (`db.namespace`): the Postgres database name, the Redis database index.
+    pub fn namespace(mut self, namespace: &'a str) -> Self {
+        self.namespace = Some(namespace);
+        self
+    }
+
+    /// The collection (`db.collection.name`) when the query does not say it, or a command
+    /// store's key space; for SQL the table is read from the statement when there is one.
+    pub fn collection(mut self, collection: &'a str) -> Self {
+        self.collection = Some(collection);
+        self
+    }
+
+    /// The server (`server.address`, `server.port`).
+    pub fn server(mut self, address: &'a str, port: u16) -> Self {
+        self.server = Some((address, port));
+        self
+    }
+
+    /// Runs `operation` (a driver's future) inside the span; an `Err` marks the span and the
+    /// metric failed with the error's type name as `error.type`.
+    pub async fn run<T, E, F>(self, operation: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        self.run_with(operation, |_| short_type_name::<E>()).await
+    }
+
+    /// [`run`](Self::run), with `error_type` naming the class of a failure (a low-cardinality
+    /// string such as `"unique_violation"` or a SQLSTATE, never a message).
+    pub async fn run_with<T, E, F>(
+        self,
+        operation: F,
+        error_type: impl FnOnce(&E) -> Cow<'static, str>,
+    ) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        use opentelemetry::context::FutureExt as _;
+        let span = self.start();
+        let result = operation.with_context(span.cx.clone()).await;
+        if let Err(error) = &result {
+            span.set_error(error_type(error));
+        }
+        span.end();
+        result
+    }
+
+    /// Starts the CLIENT span (a child of the current context) and its metric, for a driver
+    /// this module cannot wrap; end it with [`DbSpan::end`].
+    pub fn start(self) -> DbSpan {
+        let parent = Context::current();
+        let Some((tracer, instruments)) = current_db() else {
+            return DbSpan {
+                cx: parent,
+                outcome: None,
+            };
+        };
+        let described = describe(&self);
+        let cx = match tracer {
+            Some(tracer) => {
+                let builder = tracer.span_builder("db").with_kind(SpanKind::Client);
+                crate::traces::start_child(&tracer, builder, &parent, |span| {
+                    use opentelemetry::trace::Span as _;
+                    span.update_name(described.span_name(self.system));
+                    span.set_attributes(described.span_attributes(&self));
+                })
+            }
+            None => parent,
+        };
+        let outcome = DbOutcome::new(
+            instruments,
+            described.metric_attributes(&self),
+            cx.span().span_context().clone(),
+        );
+        DbSpan {
+            cx,
+            outcome: Some(Arc::new(outcome)),
+        }
+    }
+}
+
+/// What the operation records, worked out once.
+struct Described {
+    summary: Option<String>,
+    operation: Option<String>,
+    collection: Option<String>,
+    text: Option<String>,
+}
+
+fn bounded(text: &str) -> String {
+    let mut end = text.len().min(MAX_NAME_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+fn describe(operation: &DbOperation<'_>) -> Described {
+    let given_collection = operation.collection.map(bounded);
+    match operation.query {
+        Query::Sql(query) => {
+            let sql = sanitize_sql(query);
+            Described {
+                summary: (!sql.summary.is_empty()).then_some(sql.summary),
+                operation: sql.operation,
+                collection: given_collection.or(sql.collection),
+                text: Some(sql.text),
+            }
+        }
+        Query::Command(command) => {
+            let name = command
+                .split_whitespace()
+                .next()
+                .map(|c| bounded(c).to_ascii_uppercase());
+            Described {
+                summary: None,
+                operation: name,
+                collection: given_collection,
+                text: None,
+            }
+        }
+    }
+}
+
+impl Described {
+    /// `db.query.summary`, else `{operation} {collection}`, else the operation, else the system.
+    fn span_name(&self, system: &str) -> String {
+        if let Some(summary) = &self.summary {
+            return summary.clone();
+        }
+        match (&self.operation, &self.collection) {
+            (Some(op), Some(collection)) => format!("{op} {collection}"),
+            (Some(op), None) => op.clone(),
+            _ => system.to_string(),
+        }
+    }
+
+    fn common(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(8);
+        attributes.push(KeyValue::new("db.system.name", operation.system));
+        if let Some(namespace) = operation.namespace {
+            attributes.push(KeyValue::new("db.namespace", bounded(namespace)));
+        }
+        if let Some(op) = &self.operation {
+            attributes.push(KeyValue::new("db.operation.name", op.clone()));
+        }
+        if let Some(collection) = &self.collection {
+            attributes.push(KeyValue::new("db.collection.name", collection.clone()));
+        }
+        if let Some(summary) = &self.summary {
+            attributes.push(KeyValue::new("db.query.summary", summary.clone()));
+        }
+        if let Some((address, port)) = operation.server {
+            attributes.push(KeyValue::new("server.address", bounded(address)));
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+        attributes
+    }
+
+    fn span_attributes(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
+        let mut attributes = self.common(operation);
+        if let Some(text) = &self.text {
+            attributes.push(KeyValue::new("db.query.text", text.clone()));
+        }
+        attributes
+    }
+
+    fn metric_attributes(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
+        self.common(operation)
+    }
+}
+
+/// The last path segment of a type's name (`sqlx_core::error::Error` → `Error`), with its
+/// generics dropped: a low-cardinality `error.type`.
+fn short_type_name<E>() -> Cow<'static, str> {
+    let full = std::any::type_name::<E>();
+    let base = full.split('<').next().unwrap_or(full);
+    let module = base.rsplit("::").nth(1);
+    let name = base.rsplit("::").next().unwrap_or(base);
+    match module {
+        // `Error` alone says little: keep its crate's module (`sqlx_core::error::Error` →
+        // `error::Error` is no better, so the crate: `sqlx_core.Error`).
+        Some(_) if name == "Error" => {
+            let krate = base.split("::").next().unwrap_or(base);
+            Cow::Owned(format!("{krate}.{name}"))
+        }
+        _ => Cow::Owned(name.to_string()),
+    }
+}
+
+/// A database CLIENT span and the `db.client.operation.duration` it records when it ends.
+#[derive(Clone, Debug)]
+pub struct DbSpan {
+    cx: Context,
+    outcome: Option<Arc<DbOutcome>>,
+}
+
+impl DbSpan {
+    /// Marks the operation failed: span status error, `error.type` on the span and the metric.
+    pub fn set_error(&self, error_type: impl Into<Cow<'static, str>>) {
+        let error_type: Cow<'static, str> = error_type.into();
+        let span = self.cx.span();
+        span.set_status(Status::error(error_type.clone()));
+        span.set_attribute(KeyValue::new("error.type", error_type.clone()));
+        if let Some(outcome) = &self.outcome {
+            outcome.fail(error_type);
+        }
+    }
+
+    /// The OpenTelemetry context holding the span (to run the driver's future in).
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Ends the span and records the duration (once, also across clones).
+    pub fn end(mut self) {
+        drop(self.outcome.take());
+        self.cx.span().end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn error_types_are_short_type_names() {
+        assert_eq!(short_type_name::<std::io::Error>(), "std.Error");
+        assert_eq!(
+            short_type_name::<std::num::ParseIntError>(),
+            "ParseIntError"
+        );
+        assert_eq!(short_type_name::<Vec<u8>>(), "Vec");
+    }
+}
