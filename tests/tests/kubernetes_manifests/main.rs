@@ -1,0 +1,33 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `deploy/kubernetes/` (the kustomize base and the multi-tenant overlay) holds together, checked
+//! without a cluster:
+//!
+//! - `schemas`: both render with `kubectl kustomize` (kustomize v5), and every object validates
+//!   against the Kubernetes 1.37 API schemas with `kubernetes-validate --strict`; the Operator's
+//!   `Instrumentation` (a CRD the core schemas do not hold) is checked against its documented
+//!   fields.
+//! - `sources`: the Grafana ConfigMaps hold exactly the repository's provisioning files and
+//!   dashboards (one source of truth), obs mounts them where its settings say, and
+//!   `obs provision --check` accepts them in the layout Kubernetes mounts a ConfigMap with.
+//! - `obs_settings`: every variable set for obs is one it reads (`obs sidecar --help`, the
+//!   telemetry library, the datasource files), every `*_FILE` names a key of a mounted Secret,
+//!   probes and ports match `OBS_LISTEN`, and obs starts and serves `/healthz` with exactly the
+//!   rendered environment and mounts.
+//! - `examples`: the example services, run with exactly their rendered environment (downward API
+//!   resolved as the kubelet does, and in the overlay the Operator's SDK injection applied), send
+//!   telemetry whose resource carries the pod's `k8s.*` attributes.
+//!
+//! The tests fail, never skip, when `kubectl` or `kubernetes-validate` is missing:
+//! `scripts/test.sh` installs them.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod examples;
+mod kube;
+mod mounts;
+mod obs_binary;
+mod obs_settings;
+mod pod_env;
+mod schemas;
+mod sources;
