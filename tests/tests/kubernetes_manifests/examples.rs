@@ -7,7 +7,7 @@ use otlp_receiver::OtlpReceiver;
 use serde_json::{Value, json};
 
 use crate::kube::{KUSTOMIZATIONS, MULTI_TENANT, Rendered, container, rendered, repo_root};
-use crate::pod_env::{Pod, Source, resolve, value};
+use crate::pod_env::{Env, Pod, resolve, value};
 use crate::support::{Process, free_port, http, spawn_example, start_nats, wait_ready};
 
 /// Started in this order: each one's peers first.
@@ -206,7 +206,7 @@ fn service_port(rendered: &Rendered, name: &str) -> u16 {
 struct Running {
     _processes: Vec<Process>,
     gateway: String,
-    pods: BTreeMap<&'static str, (Pod, Vec<(String, String, Source)>)>,
+    pods: BTreeMap<&'static str, (Pod, Env)>,
 }
 
 async fn run_examples(dir: &'static str, receiver: &OtlpReceiver, nats_url: &str) -> Running {

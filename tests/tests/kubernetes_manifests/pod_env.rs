@@ -42,6 +42,9 @@ impl Pod {
     }
 }
 
+/// A resolved environment: name, value, and where the value came from.
+pub type Env = Vec<(String, String, Source)>;
+
 /// Where a variable came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -51,9 +54,9 @@ pub enum Source {
 }
 
 /// The environment of `container`, in the order the kubelet defines it (later wins).
-pub fn resolve(rendered: &Rendered, container: &Value, pod: &Pod) -> Vec<(String, String, Source)> {
-    let mut env: Vec<(String, String, Source)> = Vec::new();
-    let set = |env: &mut Vec<(String, String, Source)>, k: String, v: String, s: Source| {
+pub fn resolve(rendered: &Rendered, container: &Value, pod: &Pod) -> Env {
+    let mut env: Env = Vec::new();
+    let set = |env: &mut Env, k: String, v: String, s: Source| {
         env.retain(|(name, _, _)| *name != k);
         env.push((k, v, s));
     };
