@@ -13,6 +13,8 @@
 //!   telemetry library, the datasource files), every `*_FILE` names a key of a mounted Secret,
 //!   probes and ports match `OBS_LISTEN`, and obs starts and serves `/healthz` with exactly the
 //!   rendered environment and mounts.
+//! - `drift`: the example services are configured as in compose, and deploy/README.md's table
+//!   of obs settings is the overlay's obs.env.
 //! - `examples`: the example services, run with exactly their rendered environment (downward API
 //!   resolved as the kubelet does, and in the overlay the Operator's SDK injection applied), send
 //!   telemetry whose resource carries the pod's `k8s.*` attributes.
@@ -23,6 +25,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod drift;
 mod examples;
 mod kube;
 mod mounts;
