@@ -83,10 +83,12 @@ fn the_validator_rejects_an_unknown_field() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("'replica' was unexpected"));
 }
 
-/// Instrumentation (opentelemetry.io/v1alpha1): the fields the Operator's CRD documents
-/// (docs/api/instrumentations.md: `exporter.endpoint`, `propagators` and `sampler.type` enums,
-/// `sampler.argument` a string, `env` a list of name/value), each with a value platform-telemetry
-/// accepts (it rejects the `jaeger`, `xray` and `ottrace` propagators and the remote samplers).
+/// Instrumentation (opentelemetry.io/v1alpha1): only fields of the Operator's API types
+/// (apis/v1alpha1/instrumentation_types.go, propagators.go and samplers.go in
+/// opentelemetry-operator: `exporter.{endpoint,tls}`, `resource.{resourceAttributes,
+/// addK8sUIDAttributes}`, the `propagators` and `sampler.type` enums, `sampler.argument` a
+/// string, `env` a list of name/value), each with a value platform-telemetry accepts (it rejects
+/// the `jaeger`, `xray` and `ottrace` propagators and the remote samplers).
 #[test]
 fn the_instrumentation_has_the_fields_the_operator_reads_with_values_the_library_accepts() {
     const OPERATOR_PROPAGATORS: &[&str] = &[
@@ -144,6 +146,26 @@ fn the_instrumentation_has_the_fields_the_operator_reads_with_values_the_library
             "Instrumentation: unexpected spec.{key}"
         );
     }
+
+    let only = |what: &str, value: &Value, allowed: &[&str]| {
+        for key in value
+            .as_object()
+            .unwrap_or_else(|| panic!("{what} is an object"))
+            .keys()
+        {
+            assert!(
+                allowed.contains(&key.as_str()),
+                "Instrumentation: unexpected {what}.{key}"
+            );
+        }
+    };
+    only("spec.exporter", &spec["exporter"], &["endpoint", "tls"]);
+    only(
+        "spec.resource",
+        &spec["resource"],
+        &["resourceAttributes", "addK8sUIDAttributes"],
+    );
+    only("spec.sampler", &spec["sampler"], &["type", "argument"]);
 
     let endpoint = spec["exporter"]["endpoint"]
         .as_str()
