@@ -14,7 +14,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::Router;
-use otlp_receiver::{Behavior, OtlpReceiver, ReceivedLogRecord, ReceivedSpan};
+use otlp_receiver::tls::TlsSettings;
+use otlp_receiver::{Behavior, OtlpReceiver, ReceivedLogRecord, ReceivedSpan, Signal};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 
@@ -39,6 +41,9 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// The TLS configuration could not be made (test CA, certificates, rustls).
+    #[error("cannot set up TLS for a double: {0}")]
+    Tls(String),
     /// The embedded OTLP receiver (crate `otlp-receiver`) could not start.
     #[error("cannot start the {double} double's OTLP receiver: {message}")]
     Receiver {
@@ -49,8 +54,52 @@ pub enum Error {
     },
 }
 
-/// Where a double's OTLP intake hands each new batch of spans and log records.
-pub(crate) type Sink = Box<dyn FnMut(&[ReceivedSpan], &[ReceivedLogRecord]) + Send>;
+/// What one accepted OTLP export request brought: its headers (gRPC: metadata; names
+/// lowercase) and its spans or log records.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Batch<'a> {
+    pub(crate) headers: &'a [(String, String)],
+    pub(crate) spans: &'a [ReceivedSpan],
+    pub(crate) logs: &'a [ReceivedLogRecord],
+}
+
+impl Batch<'_> {
+    /// The first value of header `name` (lowercase).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Where a double's OTLP intake hands each new export request.
+pub(crate) type Sink = Box<dyn FnMut(Batch<'_>) + Send>;
+
+/// One HTTP listener a double serves, and how.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) listener: StdListener,
+    pub(crate) app: Router,
+    /// Serve HTTPS with this configuration.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Speak HTTP/2 (prior knowledge, or ALPN `h2` with TLS) as well as HTTP/1.1 (gRPC).
+    pub(crate) h2: bool,
+    /// Not closed by `set_down` (an OTLP intake, which refuses exports instead).
+    pub(crate) stays_up: bool,
+}
+
+impl From<(StdListener, Router)> for Served {
+    fn from((listener, app): (StdListener, Router)) -> Self {
+        Served {
+            listener,
+            app,
+            tls: None,
+            h2: false,
+            stays_up: false,
+        }
+    }
+}
 
 /// A started double: dropping it stops its thread, listeners and intake.
 #[derive(Debug)]
@@ -58,27 +107,31 @@ pub(crate) struct Running {
     /// The fault switches over this double's listeners and intake.
     pub(crate) faults: Faults,
     _thread: DoubleThread,
+    /// The switch of the listeners that stay up; kept so they keep serving.
+    _steady: Switch,
 }
 
 /// Starts double `name` serving each `(listener, router)` while its switch is up. `state` is
 /// the double's fault state, shared with its handlers.
 pub(crate) fn run(
     name: &'static str,
-    ports: Vec<(StdListener, Router)>,
+    ports: Vec<Served>,
     state: Arc<FaultState>,
 ) -> Result<Running, Error> {
     launch(name, ports, None, state).map(|(running, _)| running)
 }
 
 /// [`run`], plus a real OTLP receiver on free ports (gRPC and HTTP) whose batches go to `sink`
-/// exactly once; going down makes it refuse exports.
+/// exactly once; going down makes it refuse exports. With `tls`, the receiver serves TLS
+/// (`OtlpReceiver::start_tls`).
 pub(crate) fn run_with_intake(
     name: &'static str,
-    ports: Vec<(StdListener, Router)>,
+    ports: Vec<Served>,
     sink: Sink,
+    tls: Option<TlsSettings>,
     state: Arc<FaultState>,
 ) -> Result<(Running, Arc<OtlpReceiver>), Error> {
-    let (running, receiver) = launch(name, ports, Some(sink), state)?;
+    let (running, receiver) = launch(name, ports, Some((sink, tls)), state)?;
     let receiver = receiver.ok_or_else(|| Error::Receiver {
         double: name,
         message: "the intake did not start".into(),
@@ -88,26 +141,34 @@ pub(crate) fn run_with_intake(
 
 fn launch(
     name: &'static str,
-    ports: Vec<(StdListener, Router)>,
-    intake: Option<Sink>,
+    ports: Vec<Served>,
+    intake: Option<(Sink, Option<TlsSettings>)>,
     state: Arc<FaultState>,
 ) -> Result<(Running, Option<Arc<OtlpReceiver>>), Error> {
     let mut switch = Switch::new();
+    let mut steady = Switch::new();
     let ports: Vec<_> = ports
         .into_iter()
-        .map(|(listener, app)| (listener, app, switch.port()))
+        .map(|served| {
+            let port = if served.stays_up {
+                steady.port()
+            } else {
+                switch.port()
+            };
+            (served, port)
+        })
         .collect();
     let wants_receiver = intake.is_some();
     let (reply, replied) = std::sync::mpsc::channel();
     let thread = DoubleThread::spawn(name, move || async move {
-        if let Some(sink) = intake {
-            let Some(receiver) = start_receiver(name, reply).await else {
+        if let Some((sink, tls)) = intake {
+            let Some(receiver) = start_receiver(name, tls, reply).await else {
                 return;
             };
             tokio::spawn(pump(receiver, sink));
         }
-        for (listener, app, port) in ports {
-            tokio::spawn(serve(listener, app, port));
+        for (served, port) in ports {
+            tokio::spawn(serve(served, port));
         }
         std::future::pending::<()>().await;
     })?;
@@ -124,24 +185,59 @@ fn launch(
     let running = Running {
         faults,
         _thread: thread,
+        _steady: steady,
     };
     Ok((running, receiver))
 }
 
-/// Receives what arrives at `receiver` and hands each new batch to `sink`, until the runtime
-/// stops. Every span and log record reaches `sink` exactly once.
+/// Receives what arrives at `receiver` and hands each new export request to `sink`, until the
+/// runtime stops. Every span and log record reaches `sink` exactly once, with the headers of
+/// the request that brought it (the receiver stores a request and its items together, in
+/// order; past its `MAX_ITEMS_PER_SIGNAL` cap, items whose request was dropped come without
+/// headers).
 async fn pump(receiver: Arc<OtlpReceiver>, mut sink: Sink) {
-    let (mut spans_seen, mut logs_seen) = (0, 0);
+    let (mut requests_seen, mut spans_seen, mut logs_seen) = (0, 0, 0);
     loop {
         let news = |s: &otlp_receiver::Snapshot| {
-            s.spans.len() != spans_seen || s.log_records.len() != logs_seen
+            s.requests.len() != requests_seen
+                || s.spans.len() != spans_seen
+                || s.log_records.len() != logs_seen
         };
         let Ok(snapshot) = receiver.wait_until(Duration::from_secs(3600), news).await else {
             continue;
         };
+        for request in snapshot.requests.get(requests_seen..).unwrap_or_default() {
+            let (spans, logs) = match request.signal {
+                Signal::Traces => {
+                    let end = (spans_seen + request.item_count).min(snapshot.spans.len());
+                    let spans = snapshot.spans.get(spans_seen..end).unwrap_or_default();
+                    spans_seen = end;
+                    (spans, &[][..])
+                }
+                Signal::Logs => {
+                    let end = (logs_seen + request.item_count).min(snapshot.log_records.len());
+                    let logs = snapshot.log_records.get(logs_seen..end).unwrap_or_default();
+                    logs_seen = end;
+                    (&[][..], logs)
+                }
+                Signal::Metrics => continue,
+            };
+            sink(Batch {
+                headers: &request.headers,
+                spans,
+                logs,
+            });
+        }
         let spans = snapshot.spans.get(spans_seen..).unwrap_or_default();
         let logs = snapshot.log_records.get(logs_seen..).unwrap_or_default();
-        sink(spans, logs);
+        if !spans.is_empty() || !logs.is_empty() {
+            sink(Batch {
+                headers: &[],
+                spans,
+                logs,
+            });
+        }
+        requests_seen = snapshot.requests.len();
         (spans_seen, logs_seen) = (snapshot.spans.len(), snapshot.log_records.len());
     }
 }
@@ -150,8 +246,16 @@ type Reply = std::sync::mpsc::Sender<Result<Arc<OtlpReceiver>, Error>>;
 
 /// Starts an [`OtlpReceiver`] on the current (double's) runtime and hands it back to the
 /// starting thread through `reply`; returns it for the double's own use.
-async fn start_receiver(double: &'static str, reply: Reply) -> Option<Arc<OtlpReceiver>> {
-    match OtlpReceiver::start().await {
+async fn start_receiver(
+    double: &'static str,
+    tls: Option<TlsSettings>,
+    reply: Reply,
+) -> Option<Arc<OtlpReceiver>> {
+    let started = match tls {
+        None => OtlpReceiver::start().await,
+        Some(settings) => OtlpReceiver::start_tls(settings).await,
+    };
+    match started {
         Ok(receiver) => {
             let receiver = Arc::new(receiver);
             let _ = reply.send(Ok(Arc::clone(&receiver)));
@@ -186,6 +290,7 @@ fn await_receiver(
 /// What the fault switches set, read by a double's handlers.
 #[derive(Debug)]
 struct FaultSettings {
+    down: bool,
     ready: bool,
     not_ready_calls: u32,
     not_ready_reason: Option<String>,
@@ -201,6 +306,7 @@ pub(crate) struct FaultState(Mutex<FaultSettings>);
 impl Default for FaultState {
     fn default() -> Self {
         Self(Mutex::new(FaultSettings {
+            down: false,
             ready: true,
             not_ready_calls: 0,
             not_ready_reason: None,
@@ -223,6 +329,11 @@ impl FaultState {
         } else {
             Err(s.not_ready_reason.clone())
         }
+    }
+
+    /// Whether the double is down (`set_down`): an intake of its own refuses exports then.
+    pub(crate) fn is_down(&self) -> bool {
+        lock(&self.0).down
     }
 
     /// How long after arrival stored data becomes visible to queries.
@@ -268,6 +379,7 @@ pub trait FaultSwitches: Sealed {
                 http_status: 503,
             });
         }
+        lock(&faults.state.0).down = true;
         faults.switch.set_down();
     }
 
@@ -277,6 +389,7 @@ pub trait FaultSwitches: Sealed {
         if let Some(intake) = &faults.intake {
             intake.set_behavior(Behavior::Accept);
         }
+        lock(&faults.state.0).down = false;
         faults.switch.set_up();
     }
 
@@ -445,7 +558,15 @@ impl Switch {
 /// Serves `app` on `listener` (HTTP/1.1) while the [`Switch`] is up. Going down closes the
 /// listener and drops every open connection (clients see "connection refused" or a reset, as
 /// with a stopped server); coming back up binds the same port anew.
-pub(crate) async fn serve(listener: StdListener, app: Router, port: Port) {
+pub(crate) async fn serve(served: Served, port: Port) {
+    let Served {
+        listener,
+        app,
+        tls,
+        h2,
+        stays_up: _,
+    } = served;
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let Port {
         mut down,
         gauge,
@@ -464,7 +585,8 @@ pub(crate) async fn serve(listener: StdListener, app: Router, port: Port) {
                         if let Ok((stream, _)) = accepted {
                             let open = Open::new(&gauge);
                             let down = connections.clone();
-                            tokio::spawn(connection(stream, app.clone(), down, open));
+                            let (app, tls) = (app.clone(), tls.clone());
+                            tokio::spawn(accepted_connection(stream, tls, h2, app, down, open));
                         }
                     }
                     _ = down.wait_for(|d| *d) => break,
@@ -493,13 +615,53 @@ async fn rebind(port: u16) -> Option<tokio::net::TcpListener> {
     None
 }
 
-async fn connection(stream: TcpStream, app: Router, mut down: watch::Receiver<bool>, open: Open) {
-    let service = hyper_util::service::TowerToHyperService::new(app);
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
-    tokio::select! {
-        _ = conn => {}
-        _ = down.wait_for(|d| *d) => {}
+/// Serves one accepted connection: after a TLS handshake (bounded by
+/// [`crate::tls::HANDSHAKE_TIMEOUT`]) when `tls` is set; HTTP/1.1, and HTTP/2 too when `h2`.
+async fn accepted_connection(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    h2: bool,
+    app: Router,
+    down: watch::Receiver<bool>,
+    open: Open,
+) {
+    match tls {
+        None => connection(stream, h2, app, down).await,
+        Some(acceptor) => {
+            let mut watcher = down.clone();
+            let handshake =
+                tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = tokio::select! {
+                shaken = handshake => shaken.ok().and_then(Result::ok),
+                _ = watcher.wait_for(|d| *d) => None,
+            };
+            if let Some(stream) = stream {
+                connection(stream, h2, app, down).await;
+            }
+        }
     }
     drop(open);
+}
+
+async fn connection<I>(io: I, h2: bool, app: Router, mut down: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let io = hyper_util::rt::TokioIo::new(io);
+    if h2 {
+        let builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        let conn = builder.serve_connection(io, service);
+        tokio::select! {
+            _ = conn => {}
+            _ = down.wait_for(|d| *d) => {}
+        }
+    } else {
+        let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+        tokio::select! {
+            _ = conn => {}
+            _ = down.wait_for(|d| *d) => {}
+        }
+    }
 }

@@ -28,6 +28,10 @@
 //! span-id deduplication, the legacy search and dependencies routes, OTLP/HTTP JSON intake, and
 //! the health check's `?verbose` component tree. While "down", both ports are closed and OTLP
 //! exports are refused with UNAVAILABLE / 503.
+//!
+//! Tenancy: none. Jaeger has no `X-Scope-OrgID` tenancy (its v2 multi-tenancy is an optional
+//! `tenancy` header check of the storage extensions, not modelled); the double keeps every span
+//! in one store and ignores the header, as does the collector double when it feeds Jaeger.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -47,6 +51,9 @@ use crate::chassis::{self, Error, FaultState, FaultSwitches, Faults, Running, Se
 use crate::common::{self, RecordedRequest, Requests, lock, rfc3339};
 use crate::otlp_json::{self, Dialect};
 use crate::trace_store::{TraceStore, parse_hex_id};
+
+/// The one tenant the Jaeger double keeps spans under (Jaeger has no `X-Scope-OrgID` tenancy).
+pub(crate) const JAEGER_TENANT: &str = "";
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -103,10 +110,11 @@ impl JaegerDouble {
             .with_state(Arc::clone(&shared))
             .layer(record);
         let store = Arc::clone(&shared);
-        let intake: chassis::Sink = Box::new(move |spans, _| lock(&store.traces).ingest(spans));
-        let ports = vec![(query, query_app), (health, health_app)];
+        let intake: chassis::Sink =
+            Box::new(move |batch| lock(&store.traces).ingest(JAEGER_TENANT, batch.spans));
+        let ports = vec![(query, query_app).into(), (health, health_app).into()];
         let faults = Arc::clone(&shared.faults);
-        let (running, receiver) = chassis::run_with_intake("jaeger", ports, intake, faults)?;
+        let (running, receiver) = chassis::run_with_intake("jaeger", ports, intake, None, faults)?;
         Ok(Self {
             shared,
             requests,
@@ -226,7 +234,7 @@ fn gateway_error(status: u16, message: &str) -> Response {
 fn visible_trace(s: &Shared, id: &[u8; 16]) -> Vec<ReceivedSpan> {
     let lag = s.faults.visible_after();
     lock(&s.traces)
-        .trace(id, lag)
+        .trace(JAEGER_TENANT, id, lag)
         .into_iter()
         .cloned()
         .collect()
@@ -255,7 +263,7 @@ fn service_names(s: &Shared) -> Vec<String> {
     let lag = s.faults.visible_after();
     let traces = lock(&s.traces);
     let names: BTreeSet<String> = traces
-        .visible(lag)
+        .visible(JAEGER_TENANT, lag)
         .filter_map(ReceivedSpan::service_name)
         .collect();
     names.into_iter().collect()

@@ -18,16 +18,59 @@
 //! `drop_logs`, `forget_trace`). Every double's `start` fails with [`Error`] (the Grafana double
 //! still has its own `grafana::DoubleError`). A query a double does not understand, or that the
 //! upstream would refuse, answers 400 with the upstream's error body, never a guess.
+//!
+//! # Production reach: tenants, a gateway, TLS
+//!
+//! Tempo and Loki start as today with `start()` / `start_on(port)` (single-tenant, plain HTTP),
+//! or through a builder that adds, in any combination:
+//!
+//! ```no_run
+//! use api_doubles::collector::{CollectorDouble, TenantHeader};
+//! use api_doubles::loki::LokiDouble;
+//! use api_doubles::tempo::TempoDouble;
+//! use api_doubles::tls::{TestCa, TlsMode};
+//! let ca = TestCa::generate()?; // one CA for every double: ca.ca_path(), ca.client_cert_path()…
+//! let tempo = TempoDouble::builder()
+//!     .multi_tenant() // X-Scope-OrgID required (401 / 503 `no org id`), tenants kept apart
+//!     .require_bearer("t0k") // an auth gateway in front: 401 + WWW-Authenticate without it
+//!     .tls_with(TlsMode::ClientCert, &ca) // HTTPS, client certificate required (mTLS)
+//!     .path_prefix("/tempo") // behind a gateway under /tempo; 404 outside
+//!     .start()?;
+//! let loki = LokiDouble::builder().multi_tenant().require_basic("u", "p").start()?;
+//! // The collector passes each export's X-Scope-OrgID on (headers_setter `from_context`), or
+//! // sends a fixed one (exporter `headers:`).
+//! let collector = CollectorDouble::builder()
+//!     .tempo(&tempo)
+//!     .loki(&loki)
+//!     .tenant_header(TenantHeader::FromRequest)
+//!     .start()?;
+//! # Ok::<(), api_doubles::Error>(())
+//! ```
+//!
+//! - [`tenancy`]: multi-tenancy as Tempo (`multitenancy_enabled`) and Loki (`auth_enabled`)
+//!   enforce it, following the recordings `upstream-samples/*_mt_*`; off, Tempo's tenant is
+//!   `single-tenant` and Loki's `fake`. Jaeger has no `X-Scope-OrgID` tenancy: its double has
+//!   none.
+//! - [`gateway`]: a model of the authenticating reverse proxy (nginx, Grafana Cloud) in front
+//!   of a double (Tempo and Loki have no authentication of their own): bearer or basic
+//!   credentials, 401 with `WWW-Authenticate`, 403 for a known but forbidden credential, and a
+//!   path prefix.
+//! - [`tls`]: HTTPS with a test CA ([`tls::TestCa`]: PEMs and files, a client certificate, and
+//!   an unrelated CA's client), optionally requiring a client certificate.
 
 mod chassis;
 pub mod collector;
 mod common;
+pub mod gateway;
 pub mod grafana;
 pub mod jaeger;
 mod lexer;
 pub mod loki;
 mod otlp_json;
+mod setup;
 pub mod tempo;
+pub mod tenancy;
+pub mod tls;
 mod trace_store;
 
 use std::net::TcpListener;

@@ -1,8 +1,9 @@
-//! The span store behind the Tempo and Jaeger doubles: what arrived, when, and what a test made
-//! it lose.
+//! The span store behind the Tempo and Jaeger doubles: what arrived, when, for which tenant,
+//! and what a test made it lose.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otlp_receiver::ReceivedSpan;
@@ -12,7 +13,7 @@ pub(crate) type SpanPredicate = Box<dyn Fn(&ReceivedSpan) -> bool + Send + Sync>
 
 #[derive(Default)]
 pub(crate) struct TraceStore {
-    spans: Vec<(Instant, ReceivedSpan)>,
+    spans: Vec<(Instant, Arc<str>, ReceivedSpan)>,
     drop: Option<SpanPredicate>,
     forgotten: HashSet<Vec<u8>>,
 }
@@ -28,47 +29,64 @@ impl fmt::Debug for TraceStore {
 }
 
 impl TraceStore {
-    /// Stores `spans` as received now, except those dropped or of forgotten traces.
-    pub(crate) fn ingest(&mut self, spans: &[ReceivedSpan]) {
+    /// Stores `spans` for `tenant` as received now, except those dropped or of forgotten
+    /// traces.
+    pub(crate) fn ingest(&mut self, tenant: &str, spans: &[ReceivedSpan]) {
         let now = Instant::now();
+        let tenant: Arc<str> = Arc::from(tenant);
         for span in spans {
             let dropped = self.drop.as_ref().is_some_and(|p| p(span));
             if !dropped && !self.forgotten.contains(&span.span.trace_id) {
-                self.spans.push((now, span.clone()));
+                self.spans.push((now, Arc::clone(&tenant), span.clone()));
             }
         }
     }
 
     /// Loses every stored and future span matching `predicate`.
     pub(crate) fn drop_spans(&mut self, predicate: SpanPredicate) {
-        self.spans.retain(|(_, s)| !predicate(s));
+        self.spans.retain(|(_, _, s)| !predicate(s));
         self.drop = Some(predicate);
     }
 
     /// Loses every stored and future span of trace `id`.
     pub(crate) fn forget(&mut self, id: [u8; 16]) {
-        self.spans.retain(|(_, s)| s.span.trace_id != id);
+        self.spans.retain(|(_, _, s)| s.span.trace_id != id);
         self.forgotten.insert(id.to_vec());
     }
 
-    /// Spans received at least `lag` ago, oldest first.
-    pub(crate) fn visible(&self, lag: Duration) -> impl Iterator<Item = &ReceivedSpan> {
+    /// Spans of `tenant` received at least `lag` ago, oldest first.
+    pub(crate) fn visible<'a>(
+        &'a self,
+        tenant: &'a str,
+        lag: Duration,
+    ) -> impl Iterator<Item = &'a ReceivedSpan> {
         self.spans
             .iter()
-            .filter(move |(at, _)| at.elapsed() >= lag)
-            .map(|(_, s)| s)
+            .filter(move |(at, t, _)| **t == *tenant && at.elapsed() >= lag)
+            .map(|(_, _, s)| s)
     }
 
-    /// The spans of trace `id` received at least `lag` ago.
-    pub(crate) fn trace(&self, id: &[u8; 16], lag: Duration) -> Vec<&ReceivedSpan> {
-        self.visible(lag)
+    /// The spans of `tenant`'s trace `id` received at least `lag` ago.
+    pub(crate) fn trace<'a>(
+        &'a self,
+        tenant: &'a str,
+        id: &[u8; 16],
+        lag: Duration,
+    ) -> Vec<&'a ReceivedSpan> {
+        self.visible(tenant, lag)
             .filter(|s| s.span.trace_id == id)
             .collect()
     }
 
-    /// Every stored span (visible or not yet), for assertions.
+    /// Every stored span (visible or not yet, of any tenant), for assertions.
     pub(crate) fn all(&self) -> Vec<ReceivedSpan> {
-        self.spans.iter().map(|(_, s)| s.clone()).collect()
+        self.spans.iter().map(|(_, _, s)| s.clone()).collect()
+    }
+
+    /// Every stored span of `tenant`, for assertions.
+    pub(crate) fn of_tenant(&self, tenant: &str) -> Vec<ReceivedSpan> {
+        let spans = self.spans.iter().filter(|(_, t, _)| **t == *tenant);
+        spans.map(|(_, _, s)| s.clone()).collect()
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::connection::{GrafanaTransportArgs, StoreConnectionArgs};
 use crate::exit_code::{CommandKind, ExitCode};
 
 /// The exit codes as numbers, for code that matches on them; [`ExitCode`] owns them.
@@ -81,10 +82,21 @@ JSON output (--format json): {\"trace_id\": str, \"run_id\": str, \"passed\": bo
   \"check\": str,
   \"status\": \"pass\"|\"fail\"|\"skipped\", \"reason\": null|\"unreachable\"|\"not_ready\"|
   \"store_error\"|\"absent\"|\"incomplete\"|\"propagation_broken\"|\"clock_skew\"|\"link_broken\"|
-  \"dropped\"|\"not_requested\"|\"cannot_check\", \"visible_after_seconds\": num|null,
+  \"dropped\"|\"not_requested\"|\"cannot_check\"|\"unauthorized\"|\"forbidden\"|
+  \"no_tenant\", \"visible_after_seconds\": num|null,
   \"detail\": str}]}
-Stores not given appear as skipped checks (reason not_requested); credentials in URLs are never
-printed.";
+Stores not given appear as skipped checks (reason not_requested); credentials (in URLs, tokens,
+passwords, header values) are never printed.
+
+Production stores: each store has its own tenant (X-Scope-OrgID; Jaeger x-tenant), bearer token
+or basic auth (value, variable or file), extra headers, CA file and client certificate (see the
+\"... connection\" sections of --help; --tenant / OBS_TENANT is every store's default tenant). A
+path prefix rides in the store's URL: OBS_LOKI=https://gw/loki calls https://gw/loki/loki/api/v1/...
+The probe's export to an authenticated collector or gateway uses the standard variables, passed
+through unchanged: OTEL_EXPORTER_OTLP_HEADERS for a tenant and credentials, e.g.
+  X-Scope-OrgID=team-a,Authorization=Bearer%20TOKEN
+OTEL_EXPORTER_OTLP_CERTIFICATE (a CA), OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and
+OTEL_EXPORTER_OTLP_CLIENT_KEY (mutual TLS), and their per-signal forms.";
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -150,6 +162,9 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(long, env = "OBS_FORMAT", value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// How obs reaches each store: tenant, credentials, headers, TLS.
+    #[command(flatten)]
+    pub connections: StoreConnectionArgs,
 }
 
 /// Where Grafana is and how to log in.
@@ -173,6 +188,9 @@ pub struct GrafanaArgs {
     /// File holding the basic-auth password.
     #[arg(long, env = "OBS_GRAFANA_PASSWORD_FILE")]
     pub grafana_password_file: Option<PathBuf>,
+    /// Extra headers, CA and client certificate for Grafana.
+    #[command(flatten)]
+    pub transport: GrafanaTransportArgs,
 }
 
 /// `obs provision`.
@@ -210,6 +228,9 @@ pub struct ProvisionArgs {
     /// Timeout of each HTTP call to Grafana (e.g. 10s, 500ms).
     #[arg(long, env = "OBS_HTTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub http_timeout: Duration,
+    /// The stores' tenants, credentials and TLS, written into the datasources obs provisions.
+    #[command(flatten)]
+    pub connections: StoreConnectionArgs,
 }
 
 /// `obs sidecar`.

@@ -14,7 +14,8 @@ pub enum ExitCode {
     Usage = 2,
     /// Grafana did not become healthy before the `--wait` deadline.
     NotReady = 3,
-    /// Grafana refused the credentials (401/403).
+    /// Grafana, or a store `verify` reads, refused the credentials or the tenant (401/403,
+    /// "no org id").
     Auth = 4,
 }
 
@@ -58,7 +59,7 @@ impl ExitCode {
                 "usage or configuration error (flag, environment variable, YAML or JSON file; with --check, any invalid file)"
             }
             (Usage, Verify) => {
-                "usage or configuration error (a malformed URL, no store given, a missing --datasources directory)"
+                "usage or configuration error (a malformed URL, no store given, a missing --datasources directory, conflicting or unreadable connection settings)"
             }
             (Usage, Sidecar) => {
                 "usage or configuration error (a flag, a provisioning file, a --listen or --probe-metrics-listen address it cannot bind)"
@@ -66,6 +67,9 @@ impl ExitCode {
             (Usage, Health) => "usage error (a malformed --listen)",
             (NotReady, Provision) => "Grafana was not healthy before --wait ran out",
             (Auth, Provision) => "Grafana refused the credentials (401 or 403)",
+            (Auth, Verify) => {
+                "a store refused obs (401, 403, or \"no org id\"): the report names the setting to fix (reason unauthorized, forbidden or no_tenant)"
+            }
             _ => return None,
         })
     }
@@ -115,6 +119,7 @@ mod tests {
             }
         }
         assert!(ExitCode::help(CommandKind::Provision).contains("\n  4  "));
-        assert!(!ExitCode::help(CommandKind::Verify).contains("\n  4  "));
+        assert!(ExitCode::help(CommandKind::Verify).contains("\n  4  "));
+        assert!(!ExitCode::help(CommandKind::Health).contains("\n  4  "));
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod cli;
+pub mod connection;
 pub mod exit_code;
 pub mod grafana;
 pub mod redact;

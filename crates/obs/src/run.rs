@@ -6,8 +6,8 @@ use anyhow::Context as _;
 
 use crate::cli::{Command, Format, GrafanaArgs, ProvisionArgs, SidecarArgs, VerifyArgs, exit};
 use crate::grafana::client::{Auth, GrafanaClient};
-use crate::grafana::files;
 use crate::grafana::provision::{self, Desired, Options, ProvisionError};
+use crate::grafana::{files, store_connections};
 
 /// Runs `command`, printing its report to stdout and problems to stderr; returns the exit code.
 pub async fn run(command: Command) -> u8 {
@@ -40,6 +40,16 @@ const URL_USERINFO: &str = "the user:password in --grafana-url (OBS_GRAFANA_URL)
 /// Resolves the credentials from flags, environment, files and the URL's userinfo
 /// (`http://user:password@grafana:3000`, taken as basic auth).
 pub fn auth(args: &GrafanaArgs) -> anyhow::Result<Auth> {
+    let auth = resolve_auth(args)?;
+    match &auth {
+        Auth::Token { token, .. } => crate::redact::register_secret(token),
+        Auth::Basic { password, .. } => crate::redact::register_secret(password),
+        Auth::None => {}
+    }
+    Ok(auth)
+}
+
+fn resolve_auth(args: &GrafanaArgs) -> anyhow::Result<Auth> {
     let userinfo = reqwest::Url::parse(&args.grafana_url)
         .ok()
         .filter(crate::redact::has_userinfo)
@@ -134,23 +144,32 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
     if args.check {
         return check_command(&args);
     }
-    let prepared = (|| -> anyhow::Result<(GrafanaClient, Desired)> {
+    let prepared = (|| -> anyhow::Result<(GrafanaClient, Desired, store_connections::Applied)> {
         check_url(&args.grafana.grafana_url)?;
         let auth = auth(&args.grafana)?;
+        let transport = args.grafana.transport.resolve()?;
+        let connections = args.connections.resolve()?;
         let lookup = |name: &str| std::env::var(name).ok();
-        let datasources = files::load_datasources(&args.datasources, &lookup)?;
+        let mut datasources = files::load_datasources(&args.datasources, &lookup)?;
         files::check_correlations(&datasources)?;
+        let applied = store_connections::apply(&mut datasources, &connections);
         let dashboards = files::load_dashboards(&args.dashboards, &datasources)?;
-        let client = GrafanaClient::new(&args.grafana.grafana_url, auth, args.http_timeout)?;
+        let client = GrafanaClient::with_transport(
+            &args.grafana.grafana_url,
+            auth,
+            args.http_timeout,
+            &transport,
+        )?;
         Ok((
             client,
             Desired {
                 datasources,
                 dashboards,
             },
+            applied,
         ))
     })();
-    let (client, desired) = match prepared {
+    let (client, desired, applied) = match prepared {
         Ok(p) => p,
         Err(e) => {
             eprintln!("obs provision: {}", crate::redact::error(&e));
@@ -179,6 +198,9 @@ async fn provision_command(args: ProvisionArgs) -> u8 {
         client.base(),
         client.auth().describe()
     );
+    for (uid, what) in &applied.datasources {
+        println!("  datasource {uid} gets the store's connection settings: {what}");
+    }
     match provision::provision(&client, &desired, options, waited).await {
         Ok(report) => {
             print!("{report}");
@@ -230,7 +252,7 @@ async fn verify_command(args: VerifyArgs) -> u8 {
     let (settings, format) = match crate::verify::Settings::from_args(&args) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("obs verify: {e}");
+            eprintln!("obs verify: {}", crate::redact::text(&e.to_string()));
             return exit::USAGE;
         }
     };
@@ -246,16 +268,27 @@ async fn verify_command(args: VerifyArgs) -> u8 {
                     }
                 },
             }
-            if report.passed {
-                exit::OK
-            } else {
-                exit::FAILED
-            }
+            verify_exit(&report)
         }
         Err(e) => {
             eprintln!("obs verify: {}", crate::redact::error(&e));
             exit::FAILED
         }
+    }
+}
+
+/// 0 when it passed; 4 when a store refused obs (401, 403, no tenant: a setting fixes it,
+/// whatever else failed); 1 otherwise.
+pub fn verify_exit(report: &crate::verify::Report) -> u8 {
+    let denied = report.checks.iter().any(|c| {
+        c.status == crate::verify::Status::Fail && c.reason.is_some_and(|r| r.is_denial())
+    });
+    if report.passed {
+        exit::OK
+    } else if denied {
+        exit::AUTH
+    } else {
+        exit::FAILED
     }
 }
 
@@ -278,14 +311,21 @@ async fn sidecar_command(args: SidecarArgs) -> u8 {
         } else {
             check_url(&args.grafana.grafana_url)?;
             let auth = auth(&args.grafana)?;
+            let transport = args.grafana.transport.resolve()?;
+            let connections = args.verify.connections.resolve()?;
             let lookup = |name: &str| std::env::var(name).ok();
-            let datasources = files::load_datasources(&args.verify.datasources_dir(), &lookup)?;
+            let mut datasources = files::load_datasources(&args.verify.datasources_dir(), &lookup)?;
             files::check_correlations(&datasources)?;
+            for (uid, what) in store_connections::apply(&mut datasources, &connections).datasources
+            {
+                tracing::info!(datasource = %uid, settings = %what, "datasource gets the store's connection settings");
+            }
             let dashboards = files::load_dashboards(&args.dashboards, &datasources)?;
-            let client = GrafanaClient::new(
+            let client = GrafanaClient::with_transport(
                 &args.grafana.grafana_url,
                 auth,
                 http_timeout.max(std::time::Duration::from_secs(10)),
+                &transport,
             )?;
             Some((
                 client,

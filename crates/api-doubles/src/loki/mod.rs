@@ -19,8 +19,21 @@
 //! with `=`, `!=`, `=~`, `!~`, then line filters `|=`, `!=`, `|~`, `!~` and label filters
 //! `| name="v"` over labels and structured metadata.
 //!
+//! Start it with [`LokiDouble::start`] (single-tenant, plain HTTP, a free port) or with
+//! [`LokiDouble::builder`] (`.multi_tenant()`, `.require_bearer(..)` / `.require_basic(..)`,
+//! `.tls(TlsMode::..)`, `.path_prefix("/loki")`, `.port(..)`, then `.start()`).
+//!
+//! Multi-tenancy ([`LokiBuilder::multi_tenant`], Loki's `auth_enabled: true`; see
+//! [`crate::tenancy`]): every route but `/ready` needs `X-Scope-OrgID`; without it the OTLP push
+//! and every query answer 401 `no org id` (`loki_mt_push_no_org_id.txt`,
+//! `loki_mt_query_no_org_id.txt`), checked before the body is read, as dskit's middleware runs
+//! before the handler. Each tenant sees only its own entries: another tenant's query answers an
+//! empty result (and labels). Off (the default), everything belongs to tenant `fake` and the
+//! header is ignored. The gateway ([`crate::gateway`]) and TLS ([`crate::tls`]) are in front of
+//! the one port, OTLP intake included.
+//!
 //! Not modelled: the native `/loki/api/v1/push`, metric queries, `| json`/`| logfmt` and other
-//! parsers, `X-Scope-OrgID` tenants, categorized labels (`X-Loki-Response-Encoding-Flags`),
+//! parsers, multi-tenant queries (`a|b`, refused with 400), categorized labels (`X-Loki-Response-Encoding-Flags`),
 //! `/loki/api/v1/series`, `/index/*`, line-size and rate limits, OTLP over gRPC (Loki has none),
 //! HTTP/2. Queries answer even while `/ready` says 503. While "down", the port is closed.
 
@@ -31,25 +44,45 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use otlp_receiver::{ReceivedLogRecord, Transport};
 use serde_json::{Value, json};
 
 use crate::chassis::{self, Error, FaultState, FaultSwitches, Faults, Running, Sealed};
 use crate::common::{self, RecordedRequest, Requests, lock};
+use crate::setup::{Setup, builder_methods};
+use crate::tenancy::{self, LOKI_SINGLE_TENANT, Tenancy, Tenant};
+use crate::tls::TestCa;
 use crate::trace_store::parse_hex_id;
 use store::LogStore;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) logs: Mutex<LogStore>,
     faults: Arc<FaultState>,
+    pub(crate) tenancy: Tenancy,
+}
+
+/// How a [`LokiDouble`] starts: port, tenancy, the gateway in front, TLS. Made by
+/// [`LokiDouble::builder`]; [`start`](Self::start) starts it.
+#[derive(Debug, Default)]
+pub struct LokiBuilder {
+    setup: Setup,
+}
+
+impl LokiBuilder {
+    builder_methods!("Loki");
+
+    /// Starts the double.
+    pub fn start(self) -> Result<LokiDouble, Error> {
+        LokiDouble::start_with(&self.setup)
+    }
 }
 
 type AppState = State<Arc<Shared>>;
@@ -62,19 +95,43 @@ pub struct LokiDouble {
     shared: Arc<Shared>,
     requests: Requests,
     url: String,
+    ca: Option<Arc<TestCa>>,
     running: Running,
 }
 
 impl LokiDouble {
-    /// Starts on a free port of `127.0.0.1`.
+    /// Starts single-tenant, over plain HTTP, on a free port of `127.0.0.1`.
     pub fn start() -> Result<Self, Error> {
         Self::start_on(0)
     }
 
     /// Starts on `port` (see [`crate::reserve_port`]).
     pub fn start_on(port: u16) -> Result<Self, Error> {
-        let (listener, port) = chassis::bind(port)?;
-        let shared = Arc::new(Shared::default());
+        Self::builder().port(port).start()
+    }
+
+    /// A builder for the other settings: multi-tenancy, a gateway in front, TLS, a prefix.
+    pub fn builder() -> LokiBuilder {
+        LokiBuilder::default()
+    }
+
+    fn start_with(setup: &Setup) -> Result<Self, Error> {
+        let (listener, port) = chassis::bind(setup.port)?;
+        let tenancy = if setup.multi_tenant {
+            Tenancy::Multi
+        } else {
+            Tenancy::Single(LOKI_SINGLE_TENANT)
+        };
+        let gate = tenancy::Gate {
+            double: "Loki",
+            tenancy: tenancy.clone(),
+            open_paths: &["/ready"],
+        };
+        let shared = Arc::new(Shared {
+            logs: Mutex::default(),
+            faults: Arc::default(),
+            tenancy,
+        });
         let requests = Requests::default();
         let app = Router::new()
             .route("/ready", get(ready))
@@ -83,24 +140,37 @@ impl LokiDouble {
             .route("/loki/api/v1/query", get(instant_query))
             .route("/loki/api/v1/labels", get(labels))
             .route("/loki/api/v1/label/{name}/values", get(label_values))
+            .route_layer(axum::middleware::from_fn_with_state(
+                gate,
+                tenancy::require_tenant,
+            ))
             .fallback(async || common::text(404, "404 page not found\n"))
-            .with_state(Arc::clone(&shared))
-            .layer(axum::middleware::from_fn_with_state(
-                Arc::clone(&requests),
-                common::record,
-            ));
-        let running = chassis::run("loki", vec![(listener, app)], Arc::clone(&shared.faults))?;
+            .with_state(Arc::clone(&shared));
+        let front = setup.front("Loki", listener, port, app, &requests)?;
+        let running = chassis::run("loki", vec![front.served], Arc::clone(&shared.faults))?;
         Ok(Self {
             shared,
             requests,
-            url: format!("http://127.0.0.1:{port}"),
+            url: front.url,
+            ca: front.ca,
             running,
         })
     }
 
-    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    /// `http://127.0.0.1:<port>` (`https` with TLS, followed by the path prefix if any),
+    /// without a trailing slash.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The test CA when the double serves TLS (its PEMs and files, and a client certificate).
+    pub fn ca(&self) -> Option<&Arc<TestCa>> {
+        self.ca.as_ref()
+    }
+
+    /// Whether multi-tenancy is on.
+    pub fn is_multi_tenant(&self) -> bool {
+        self.shared.tenancy == Tenancy::Multi
     }
 
     /// The OTLP/HTTP base endpoint an `otlphttp` exporter is given: `{url}/otlp`.
@@ -140,9 +210,14 @@ impl LokiDouble {
             .is_some()
     }
 
-    /// Every record stored (visible yet or not), oldest first.
+    /// Every record stored (visible yet or not, of every tenant), oldest first.
     pub fn records(&self) -> Vec<ReceivedLogRecord> {
         lock(&self.shared.logs).records()
+    }
+
+    /// Every record stored for `tenant` (single-tenant: `fake`), oldest first.
+    pub fn records_of(&self, tenant: &str) -> Vec<ReceivedLogRecord> {
+        lock(&self.shared.logs).records_of(tenant)
     }
 
     /// Every request answered so far, in order.
@@ -164,10 +239,14 @@ impl FaultSwitches for LokiDouble {
 }
 
 impl Shared {
-    /// Stores records as Loki's distributor would; `Err` joins the refusals (Loki's 400 body).
-    pub(crate) fn ingest(&self, records: &[ReceivedLogRecord]) -> Result<(), String> {
+    /// Stores records for `tenant` as Loki's distributor would; `Err` joins the refusals
+    /// (Loki's 400 body).
+    pub(crate) fn ingest(&self, tenant: &str, records: &[ReceivedLogRecord]) -> Result<(), String> {
         let mut logs = lock(&self.logs);
-        let errors: Vec<String> = records.iter().filter_map(|r| logs.push(r).err()).collect();
+        let errors: Vec<String> = records
+            .iter()
+            .filter_map(|r| logs.push(tenant, r).err())
+            .collect();
         if errors.is_empty() {
             Ok(())
         } else {
@@ -187,7 +266,12 @@ async fn ready(State(s): AppState) -> Response {
     }
 }
 
-async fn push(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
+async fn push(
+    State(s): AppState,
+    Extension(tenant): Extension<Tenant>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let header = |name| {
         headers
             .get(name)
@@ -229,7 +313,7 @@ async fn push(State(s): AppState, headers: HeaderMap, body: Bytes) -> Response {
             }));
         }
     }
-    match s.ingest(&records) {
+    match s.ingest(&tenant.0, &records) {
         Ok(()) => axum::http::StatusCode::NO_CONTENT.into_response(),
         Err(message) => common::text(400, message),
     }
@@ -253,7 +337,11 @@ fn bad_request(message: impl Into<String>) -> Response {
     common::text(400, message)
 }
 
-async fn query_range(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
+async fn query_range(
+    State(s): AppState,
+    Extension(tenant): Extension<Tenant>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let pairs = common::query_pairs(raw.as_deref());
     let q = common::param(&pairs, "query").unwrap_or_default();
     let query = match logql::parse(q) {
@@ -296,7 +384,7 @@ async fn query_range(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
     let lag = s.faults.visible_after();
     let logs = lock(&s.logs);
     let mut hits: Vec<&store::Entry> = logs
-        .visible(lag)
+        .visible(&tenant.0, lag)
         .filter(|e| {
             (start..end).contains(&i128::from(e.ts)) || (start == end && i128::from(e.ts) == start)
         })
@@ -356,21 +444,30 @@ async fn instant_query(RawQuery(raw): RawQuery) -> Response {
     }
 }
 
-fn visible_labels(s: &Shared) -> Vec<(String, String)> {
+fn visible_labels(s: &Shared, tenant: &Tenant) -> Vec<(String, String)> {
     let lag = s.faults.visible_after();
     let logs = lock(&s.logs);
-    let set: BTreeSet<(String, String)> =
-        logs.visible(lag).flat_map(|e| e.labels.clone()).collect();
+    let set: BTreeSet<(String, String)> = logs
+        .visible(&tenant.0, lag)
+        .flat_map(|e| e.labels.clone())
+        .collect();
     set.into_iter().collect()
 }
 
-async fn labels(State(s): AppState) -> Response {
-    let names: BTreeSet<String> = visible_labels(&s).into_iter().map(|(k, _)| k).collect();
+async fn labels(State(s): AppState, Extension(tenant): Extension<Tenant>) -> Response {
+    let names: BTreeSet<String> = visible_labels(&s, &tenant)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     common::json(200, &json!({ "status": "success", "data": names }))
 }
 
-async fn label_values(State(s): AppState, Path(name): Path<String>) -> Response {
-    let values: BTreeSet<String> = visible_labels(&s)
+async fn label_values(
+    State(s): AppState,
+    Extension(tenant): Extension<Tenant>,
+    Path(name): Path<String>,
+) -> Response {
+    let values: BTreeSet<String> = visible_labels(&s, &tenant)
         .into_iter()
         .filter(|(k, _)| *k == name)
         .map(|(_, v)| v)

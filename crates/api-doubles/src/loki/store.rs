@@ -68,6 +68,8 @@ pub(crate) type LogPredicate = Box<dyn Fn(&ReceivedLogRecord) -> bool + Send + S
 #[derive(Debug)]
 pub(crate) struct Entry {
     at: Instant,
+    /// The tenant it was pushed for (`fake` when single-tenant).
+    tenant: String,
     pub(crate) ts: u64,
     pub(crate) line: String,
     /// Index labels, sorted by name.
@@ -96,9 +98,10 @@ impl fmt::Debug for LogStore {
 }
 
 impl LogStore {
-    /// Validates and stores `record`; `Err` is Loki's message for a refused entry.
-    pub(crate) fn push(&mut self, record: &ReceivedLogRecord) -> Result<(), String> {
-        let entry = to_entry(record);
+    /// Validates and stores `record` for `tenant`; `Err` is Loki's message for a refused entry.
+    pub(crate) fn push(&mut self, tenant: &str, record: &ReceivedLogRecord) -> Result<(), String> {
+        let mut entry = to_entry(record);
+        tenant.clone_into(&mut entry.tenant);
         let now = u64::try_from(i128::from(now_nanos()) + self.clock_offset_ns).unwrap_or(0);
         let stream = labels_string(&entry.labels);
         let at = |ns: u64| rfc3339(std::time::UNIX_EPOCH + Duration::from_nanos(ns));
@@ -133,13 +136,26 @@ impl LogStore {
         self.forgotten.insert(id.to_vec());
     }
 
-    /// Entries received at least `lag` ago.
-    pub(crate) fn visible(&self, lag: Duration) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(move |e| e.at.elapsed() >= lag)
+    /// Entries of `tenant` received at least `lag` ago.
+    pub(crate) fn visible<'a>(
+        &'a self,
+        tenant: &'a str,
+        lag: Duration,
+    ) -> impl Iterator<Item = &'a Entry> {
+        self.entries
+            .iter()
+            .filter(move |e| e.tenant == tenant && e.at.elapsed() >= lag)
     }
 
+    /// Every record stored, of every tenant.
     pub(crate) fn records(&self) -> Vec<ReceivedLogRecord> {
         self.entries.iter().map(|e| e.record.clone()).collect()
+    }
+
+    /// Every record stored for `tenant`.
+    pub(crate) fn records_of(&self, tenant: &str) -> Vec<ReceivedLogRecord> {
+        let entries = self.entries.iter().filter(|e| e.tenant == tenant);
+        entries.map(|e| e.record.clone()).collect()
     }
 }
 
@@ -333,6 +349,7 @@ fn to_entry(rec: &ReceivedLogRecord) -> Entry {
     };
     Entry {
         at: Instant::now(),
+        tenant: String::new(),
         ts,
         line,
         labels: labels.into_iter().collect(),

@@ -24,36 +24,98 @@
 //! query`, `http parameter start must be before end. …`); search by `tags=`, `minDuration` or
 //! `maxDuration` is refused with a 400 saying it is not modelled rather than answered wrongly.
 //!
+//! Start it with [`TempoDouble::start`] (single-tenant, plain HTTP, free ports) or with
+//! [`TempoDouble::builder`]:
+//!
+//! ```no_run
+//! use api_doubles::tempo::TempoDouble;
+//! use api_doubles::tls::TlsMode;
+//! let tempo = TempoDouble::builder()
+//!     .multi_tenant() // X-Scope-OrgID required, tenants kept apart
+//!     .require_bearer("t0k") // a gateway in front: 401 without it
+//!     .tls(TlsMode::ClientCert) // HTTPS with a test CA, client certificate required
+//!     .path_prefix("/tempo") // served under /tempo, 404 outside
+//!     .start()?;
+//! let ca = tempo.ca().expect("TLS is on"); // ca.ca_path(), ca.client_cert_path(), …
+//! # Ok::<(), api_doubles::Error>(())
+//! ```
+//!
+//! Multi-tenancy ([`TempoBuilder::multi_tenant`], Tempo's `multitenancy_enabled: true`; see
+//! [`crate::tenancy`]): trace-by-id (v1, v2) and search without `X-Scope-OrgID` answer 401
+//! `no org id` (`tempo_mt_query_no_org_id.txt`); another tenant's trace answers exactly as a
+//! missing one (v2: 200 `{"trace":{},"metrics":{}}`, `tempo_mt_wrong_tenant.txt`; v1: 404) and
+//! search does not find it; `/ready` and `/api/echo` need no tenant. The OTLP intake is then the
+//! double's own (`intake.rs`): a push without the header is refused with 503 / UNAVAILABLE
+//! `no org id` (`tempo_mt_otlp_push_no_org_id.txt`). Off (the default), everything is stored and
+//! queried as Tempo's `single-tenant` tenant and the header is ignored.
+//!
+//! The gateway ([`crate::gateway`]: credentials, path prefix) and TLS ([`crate::tls`]) are in
+//! front of the query port only; the OTLP ports stay plain and open, as a gateway for queries
+//! does not front the distributor's 4317/4318 (TLS on them: not modelled with multi-tenancy; in
+//! single-tenant mode the shared receiver serves TLS with the same CA).
+//!
 //! Not modelled: OTLP/HTTP JSON intake (the receiver answers 415), `Accept: application/protobuf`,
-//! the by-id `start`/`end` window, multi-tenancy (`X-Scope-OrgID`), tag endpoints, TraceQL
+//! the by-id `start`/`end` window, cross-tenant queries (`a|b`, refused with 400), tag endpoints, TraceQL
 //! metrics, search's `metrics` beyond plausible counters, and
 //! HTTP/2 on the query port. Queries answer even while `/ready` says 503; its 503 body (Tempo
 //! 3 has no ingesters) is a guess, settable with [`TempoDouble::set_not_ready_reason`]. While
 //! "down", the query port is closed and OTLP exports are refused with UNAVAILABLE / 503.
 
+mod intake;
 mod traceql;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use axum::routing::get;
+use axum::{Extension, Router};
 use otlp_receiver::{OtlpReceiver, ReceivedSpan};
 use serde_json::{Value, json};
 
-use crate::chassis::{self, Error, FaultState, FaultSwitches, Faults, Running, Sealed};
+use crate::chassis::{self, Error, FaultState, FaultSwitches, Faults, Running, Sealed, Served};
 use crate::common::{self, RecordedRequest, Requests, lock};
 use crate::otlp_json::{self, TEMPO};
+use crate::setup::{Setup, builder_methods};
+use crate::tenancy::{self, TEMPO_SINGLE_TENANT, Tenancy, Tenant};
+use crate::tls::TestCa;
 use crate::trace_store::{TraceStore, parse_hex_id};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) traces: Mutex<TraceStore>,
     faults: Arc<FaultState>,
     searchable_after: Mutex<Duration>,
+    pub(crate) tenancy: Tenancy,
+}
+
+impl Shared {
+    fn new(tenancy: Tenancy) -> Self {
+        Self {
+            traces: Mutex::default(),
+            faults: Arc::default(),
+            searchable_after: Mutex::default(),
+            tenancy,
+        }
+    }
+}
+
+/// How a [`TempoDouble`] starts: port, tenancy, the gateway in front, TLS. Made by
+/// [`TempoDouble::builder`]; [`start`](Self::start) starts it.
+#[derive(Debug, Default)]
+pub struct TempoBuilder {
+    setup: Setup,
+}
+
+impl TempoBuilder {
+    builder_methods!("Tempo");
+
+    /// Starts the double.
+    pub fn start(self) -> Result<TempoDouble, Error> {
+        TempoDouble::start_with(self.setup)
+    }
 }
 
 type AppState = State<Arc<Shared>>;
@@ -64,50 +126,124 @@ type AppState = State<Arc<Shared>>;
 pub struct TempoDouble {
     shared: Arc<Shared>,
     requests: Requests,
-    receiver: Arc<OtlpReceiver>,
+    /// The shared receiver (single-tenant), or the double's own intake's endpoints.
+    intake: Intake,
     url: String,
+    ca: Option<Arc<TestCa>>,
     running: Running,
 }
 
+/// Where OTLP goes in.
+#[derive(Debug)]
+enum Intake {
+    Receiver(Arc<OtlpReceiver>),
+    Own { grpc: String, http: String },
+}
+
 impl TempoDouble {
-    /// Starts on free ports of `127.0.0.1`.
+    /// Starts single-tenant, over plain HTTP, on free ports of `127.0.0.1`.
     pub fn start() -> Result<Self, Error> {
         Self::start_on(0)
     }
 
     /// Starts with the query API on `port` (see [`crate::reserve_port`]); OTLP on free ports.
     pub fn start_on(port: u16) -> Result<Self, Error> {
-        let (listener, port) = chassis::bind(port)?;
-        let shared = Arc::new(Shared::default());
+        Self::builder().port(port).start()
+    }
+
+    /// A builder for the other settings: multi-tenancy, a gateway in front, TLS, a prefix.
+    pub fn builder() -> TempoBuilder {
+        TempoBuilder::default()
+    }
+
+    fn start_with(setup: Setup) -> Result<Self, Error> {
+        let (listener, port) = chassis::bind(setup.port)?;
+        let tenancy = if setup.multi_tenant {
+            Tenancy::Multi
+        } else {
+            Tenancy::Single(TEMPO_SINGLE_TENANT)
+        };
+        let shared = Arc::new(Shared::new(tenancy));
         let requests = Requests::default();
-        let app = router(Arc::clone(&shared), Arc::clone(&requests));
-        let store = Arc::clone(&shared);
-        let intake: chassis::Sink = Box::new(move |spans, _| lock(&store.traces).ingest(spans));
+        let front = setup.front("Tempo", listener, port, router(&shared), &requests)?;
         let faults = Arc::clone(&shared.faults);
-        let (running, receiver) =
-            chassis::run_with_intake("tempo", vec![(listener, app)], intake, faults)?;
+        let (running, intake) = if setup.multi_tenant {
+            let (grpc_app, http_app) = intake::routers(&shared);
+            let (grpc_listener, grpc_port) = chassis::bind(0)?;
+            let (http_listener, http_port) = chassis::bind(0)?;
+            let intake_port = |listener, app, h2| Served {
+                listener,
+                app,
+                tls: None,
+                h2,
+                stays_up: true,
+            };
+            let ports = vec![
+                front.served,
+                intake_port(grpc_listener, grpc_app, true),
+                intake_port(http_listener, http_app, false),
+            ];
+            let running = chassis::run("tempo", ports, faults)?;
+            let grpc = format!("http://127.0.0.1:{grpc_port}");
+            let http = format!("http://127.0.0.1:{http_port}");
+            (running, Intake::Own { grpc, http })
+        } else {
+            let store = Arc::clone(&shared);
+            let sink: chassis::Sink = Box::new(move |batch| {
+                lock(&store.traces).ingest(TEMPO_SINGLE_TENANT, batch.spans);
+            });
+            let tls = match (&front.ca, &setup.tls) {
+                (Some(ca), Some(choice)) => Some(match choice.mode {
+                    crate::tls::TlsMode::ServerOnly => ca.pki().server_only_settings(),
+                    crate::tls::TlsMode::ClientCert => ca.pki().mtls_settings(),
+                }),
+                _ => None,
+            };
+            let (running, receiver) =
+                chassis::run_with_intake("tempo", vec![front.served], sink, tls, faults)?;
+            (running, Intake::Receiver(receiver))
+        };
         Ok(Self {
             shared,
             requests,
-            receiver,
-            url: format!("http://127.0.0.1:{port}"),
+            intake,
+            url: front.url,
+            ca: front.ca,
             running,
         })
     }
 
-    /// The query API, `http://127.0.0.1:<port>` (Tempo's 3200), without a trailing slash.
+    /// The query API, `http://127.0.0.1:<port>` (Tempo's 3200; `https` with TLS, followed by the
+    /// path prefix if any), without a trailing slash.
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// The OTLP/gRPC endpoint (Tempo's 4317), `http://127.0.0.1:<port>`.
+    /// The test CA when the double serves TLS (its PEMs and files, and a client certificate).
+    pub fn ca(&self) -> Option<&Arc<TestCa>> {
+        self.ca.as_ref()
+    }
+
+    /// Whether multi-tenancy is on.
+    pub fn is_multi_tenant(&self) -> bool {
+        self.shared.tenancy == Tenancy::Multi
+    }
+
+    /// The OTLP/gRPC endpoint (Tempo's 4317), `http://127.0.0.1:<port>` (single-tenant with
+    /// TLS: `https://localhost:<port>`, the shared receiver's name).
     pub fn otlp_grpc_endpoint(&self) -> String {
-        self.receiver.grpc_endpoint()
+        match &self.intake {
+            Intake::Receiver(receiver) => receiver.grpc_endpoint(),
+            Intake::Own { grpc, .. } => grpc.clone(),
+        }
     }
 
     /// The OTLP/HTTP base endpoint (Tempo's 4318), without `/v1/traces`.
     pub fn otlp_http_endpoint(&self) -> String {
-        self.receiver.http_endpoint()
+        match &self.intake {
+            Intake::Receiver(receiver) => receiver.http_endpoint(),
+            Intake::Own { http, .. } => http.clone(),
+        }
     }
 
     /// Search finds a span only this long after it arrived (default: at once; real Tempo lags
@@ -134,9 +270,14 @@ impl TempoDouble {
             .is_some()
     }
 
-    /// Every span stored (visible yet or not), oldest first.
+    /// Every span stored (visible yet or not, of every tenant), oldest first.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         lock(&self.shared.traces).all()
+    }
+
+    /// Every span stored for `tenant` (single-tenant: `single-tenant`), oldest first.
+    pub fn spans_of(&self, tenant: &str) -> Vec<ReceivedSpan> {
+        lock(&self.shared.traces).of_tenant(tenant)
     }
 
     /// Every query request answered so far, in order.
@@ -157,19 +298,24 @@ impl FaultSwitches for TempoDouble {
     }
 }
 
-fn router(shared: Arc<Shared>, requests: Requests) -> Router {
+fn router(shared: &Arc<Shared>) -> Router {
+    let gate = tenancy::Gate {
+        double: "Tempo",
+        tenancy: shared.tenancy.clone(),
+        open_paths: &["/ready", "/api/echo"],
+    };
     Router::new()
         .route("/ready", get(ready))
         .route("/api/echo", get(async || "echo"))
         .route("/api/v2/traces/{id}", get(trace_v2))
         .route("/api/traces/{id}", get(trace_v1))
         .route("/api/search", get(search))
-        .fallback(async || common::text(404, "404 page not found\n"))
-        .with_state(shared)
-        .layer(axum::middleware::from_fn_with_state(
-            requests,
-            common::record,
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate,
+            tenancy::require_tenant,
         ))
+        .fallback(async || common::text(404, "404 page not found\n"))
+        .with_state(Arc::clone(shared))
 }
 
 async fn ready(State(s): AppState) -> Response {
@@ -203,19 +349,27 @@ fn parse_trace_id(id: &str) -> Result<[u8; 16], String> {
 }
 
 /// The trace's `resourceSpans`, or Tempo's 400 message for a malformed id.
-fn by_id(s: &Shared, id: &str) -> Result<Vec<Value>, String> {
+fn by_id(s: &Shared, tenant: &Tenant, id: &str) -> Result<Vec<Value>, String> {
     let id = parse_trace_id(id)?;
     let lag = s.faults.visible_after();
     let traces = lock(&s.traces);
-    let spans = traces.trace(&id, lag);
+    let spans = traces.trace(&tenant.0, &id, lag);
     Ok(otlp_json::resource_spans(&spans, TEMPO))
 }
 
-async fn trace_v2(State(s): AppState, Path(id): Path<String>) -> Response {
-    match by_id(&s, &id) {
+async fn trace_v2(
+    State(s): AppState,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Response {
+    match by_id(&s, &tenant, &id) {
         Err(message) => common::text(400, format!("{message}\n")),
+        // Byte for byte as recorded (`tempo_v2_trace_missing.txt`, `tempo_mt_wrong_tenant.txt`):
+        // Tempo's key order, which a `serde_json::Map` would sort.
         Ok(batches) if batches.is_empty() => {
-            common::json(200, &json!({ "trace": {}, "metrics": {} }))
+            let body = r#"{"trace":{},"metrics":{}}"#;
+            let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+            axum::response::IntoResponse::into_response((json, body))
         }
         Ok(batches) => {
             let body = json!({ "trace": { "resourceSpans": batches }, "metrics": {} });
@@ -224,8 +378,12 @@ async fn trace_v2(State(s): AppState, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn trace_v1(State(s): AppState, Path(id): Path<String>) -> Response {
-    match by_id(&s, &id) {
+async fn trace_v1(
+    State(s): AppState,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+) -> Response {
+    match by_id(&s, &tenant, &id) {
         Err(message) => common::text(400, format!("{message}\n")),
         Ok(batches) if batches.is_empty() => common::text(404, ""),
         Ok(batches) => common::json(200, &json!({ "batches": batches })),
@@ -247,7 +405,11 @@ fn int_param(pairs: &[(String, String)], name: &str) -> Result<Option<i64>, Stri
     })
 }
 
-async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
+async fn search(
+    State(s): AppState,
+    Extension(tenant): Extension<Tenant>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let pairs = common::query_pairs(raw.as_deref());
     let given = |name| common::param(&pairs, name).is_some_and(|v| !v.is_empty());
     if given("tags") && given("q") {
@@ -297,7 +459,7 @@ async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
     let lag = *lock(&s.searchable_after);
     let store = lock(&s.traces);
     let mut traces: BTreeMap<&[u8], Vec<&ReceivedSpan>> = BTreeMap::new();
-    for span in store.visible(lag) {
+    for span in store.visible(&tenant.0, lag) {
         traces.entry(&span.span.trace_id).or_default().push(span);
     }
     let window = |spans: &[&ReceivedSpan]| {
@@ -328,7 +490,7 @@ async fn search(State(s): AppState, RawQuery(raw): RawQuery) -> Response {
         .collect();
     found.sort_by_key(|t| std::cmp::Reverse(t.0));
     let inspected: usize = store
-        .visible(lag)
+        .visible(&tenant.0, lag)
         .map(|s| prost::Message::encoded_len(&s.span))
         .sum();
     let traces: Vec<Value> = found.into_iter().take(limit).map(|(_, t)| t).collect();

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
+use crate::connection::{Connection, Credential, Setting, Store};
 use crate::redact;
 
 pub use jaeger::Jaeger;
@@ -196,6 +197,23 @@ pub enum StoreError {
         /// The start of the body (the store's own explanation), redacted.
         body: String,
     },
+    /// The store refused obs: 401, 403, or an answer that it needs a tenant ("no org id").
+    /// The hint names the setting to fix.
+    #[error("{store} answered {status}{}: {hint} ({url})", quoted_body(.body))]
+    Denied {
+        /// The store, in prose.
+        store: &'static str,
+        /// The URL asked (redacted).
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body (the store's own explanation), redacted.
+        body: String,
+        /// Which kind of refusal.
+        denial: Denial,
+        /// What to set, naming the flag and the variable.
+        hint: String,
+    },
     /// A success whose body is not what the store's API documents.
     #[error("{url}: unreadable answer: {why}")]
     Unreadable {
@@ -214,10 +232,37 @@ fn body_suffix(body: &str) -> String {
     }
 }
 
+fn quoted_body(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(" {body:?}")
+    }
+}
+
+/// How a store refused obs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denial {
+    /// 401: no credentials, or ones it does not accept.
+    Unauthorized,
+    /// 403: the credentials are accepted but may not do this (or not for this tenant).
+    Forbidden,
+    /// The store is multi-tenant and the request named no tenant ("no org id").
+    NoTenant,
+}
+
 impl StoreError {
     /// True when the store could not be reached at all (as opposed to answering badly).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, StoreError::Unreachable { .. })
+    }
+
+    /// How the store refused obs, when it did.
+    pub fn denial(&self) -> Option<Denial> {
+        match self {
+            StoreError::Denied { denial, .. } => Some(*denial),
+            _ => None,
+        }
     }
 }
 
@@ -230,6 +275,8 @@ pub enum Readiness {
     NotReady(StoreError),
     /// Could not be reached at all.
     Unreachable(StoreError),
+    /// Refused obs (401, 403, no tenant): waiting will not help.
+    Denied(StoreError),
 }
 
 /// One span, in the shape the checks use.
@@ -333,23 +380,52 @@ pub fn spans_from_otlp_json(resource_spans: &Value) -> Vec<Span> {
     spans
 }
 
-/// The HTTP client the store clients share: bounded per call, answers read with a size cap.
+/// The HTTP client of one store: bounded per call, answers read with a size cap, and the
+/// store's [`Connection`] (tenant, credentials, headers, TLS) on every request.
 #[derive(Clone, Debug)]
 pub struct Http {
     client: reqwest::Client,
+    connection: Option<std::sync::Arc<Connection>>,
 }
 
 impl Http {
-    /// A client whose every call (connect included) ends within `timeout`.
+    /// A client without tenant or credentials, whose every call (connect included) ends
+    /// within `timeout`.
     pub fn new(timeout: Duration) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
-            client: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
-                .build()?,
+            client: Self::builder(timeout).build()?,
+            connection: None,
         })
+    }
+
+    /// A client for the store `connection` reaches, whose every call ends within `timeout`.
+    pub fn for_connection(timeout: Duration, connection: &Connection) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let builder = connection.apply(Self::builder(timeout))?;
+        Ok(Self {
+            client: builder.build().map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot set up the HTTP client for {} ({}): {}",
+                    connection.store,
+                    connection.describe(),
+                    redact::text(&e.to_string())
+                )
+            })?,
+            connection: Some(std::sync::Arc::new(connection.clone())),
+        })
+    }
+
+    fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// The connection this client uses, if it is a store's.
+    pub fn connection(&self) -> Option<&Connection> {
+        self.connection.as_deref()
     }
 
     /// GETs `url` with `query` appended; the status and at most [`MAX_ANSWER_BYTES`] of body.
@@ -359,21 +435,33 @@ impl Http {
             url.query_pairs_mut().extend_pairs(query);
         }
         let shown = redact::url(url.as_str());
-        let mut response =
-            self.client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| StoreError::Unreachable {
-                    url: shown.clone(),
-                    why: transport_error(&e),
-                })?;
+        let mut response = self.client.get(url).send().await.map_err(|e| {
+            let mut why = transport_error(&e);
+            if why.starts_with("TLS failed")
+                && let Some(connection) = self.connection.as_deref()
+            {
+                why.push_str(&tls_hint(connection));
+            }
+            StoreError::Unreachable {
+                url: shown.clone(),
+                why,
+            }
+        })?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
+        // A refusal's body is only an explanation: read a little of it.
+        let cap = if matches!(status, 401 | 403) {
+            64 * 1024
+        } else {
+            MAX_ANSWER_BYTES
+        };
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    if body.len() + chunk.len() > cap {
+                        if cap < MAX_ANSWER_BYTES {
+                            break;
+                        }
                         return Err(StoreError::Unreadable {
                             url: shown,
                             why: format!("the answer is larger than {MAX_ANSWER_BYTES} bytes"),
@@ -390,7 +478,11 @@ impl Http {
                 }
             }
         }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if let Some(denied) = denial(self.connection.as_deref(), &shown, status, &body) {
+            return Err(denied);
+        }
+        Ok((status, body))
     }
 
     /// Like [`Http::get`], but anything other than 2xx is a [`StoreError::Status`].
@@ -422,34 +514,175 @@ impl Http {
             Ok((status, _)) if (200..300).contains(&status) => Readiness::Ready,
             Ok((status, body)) => Readiness::NotReady(status_error(shown, status, &body)),
             Err(e) if e.is_unreachable() => Readiness::Unreachable(e),
+            Err(e) if e.denial().is_some() => Readiness::Denied(e),
             Err(e) => Readiness::NotReady(e),
         }
     }
 }
 
-/// A non-success answer, with the start of its body (the store's explanation) kept.
-pub fn status_error(url: String, status: u16, body: &str) -> StoreError {
+/// The start of a body, at most 300 characters, redacted.
+fn body_start(body: &str) -> String {
     let body = body.trim();
     let cut = body
         .char_indices()
         .nth(300)
         .map_or(body, |(i, _)| &body[..i]);
+    redact::text(cut)
+}
+
+/// What a refusal's body says: its text, or an HTML error page's `<title>` (gateways such as
+/// nginx answer 401 with a page).
+fn explanation(body: &str) -> String {
+    let lower = body.to_ascii_lowercase();
+    if !lower.contains("<html") {
+        return body_start(body);
+    }
+    let title = lower
+        .find("<title>")
+        .map(|at| at + "<title>".len())
+        .and_then(|start| {
+            lower[start..]
+                .find("</title>")
+                .map(|len| (start, start + len))
+        })
+        .and_then(|(start, end)| body.get(start..end));
+    title.map(body_start).unwrap_or_default()
+}
+
+/// The refusal in an answer, if it is one: 401 or 403, or any 4xx whose body says the tenant
+/// is missing ("no org id", as Tempo, Loki and Mimir answer), diagnosed against what
+/// `connection` sent.
+pub fn denial(
+    connection: Option<&Connection>,
+    url: &str,
+    status: u16,
+    body: &str,
+) -> Option<StoreError> {
+    let no_org_id = (400..500).contains(&status) && body.to_ascii_lowercase().contains("no org id");
+    let denial = match status {
+        _ if no_org_id => Denial::NoTenant,
+        401 => Denial::Unauthorized,
+        403 => Denial::Forbidden,
+        _ => return None,
+    };
+    let store = connection.map_or(Store::Grafana, |c| c.store);
+    let (title, hint) = match connection {
+        Some(connection) => (store.title(), diagnose(connection, denial)),
+        None => (
+            "the server",
+            "obs sent no credentials or tenant for it".to_string(),
+        ),
+    };
+    Some(StoreError::Denied {
+        store: title,
+        url: url.to_string(),
+        status,
+        body: explanation(body),
+        denial,
+        hint,
+    })
+}
+
+/// What to set, for a refusal by the store `connection` reaches.
+fn diagnose(connection: &Connection, denial: Denial) -> String {
+    let store = connection.store;
+    let credentials = format!(
+        "a bearer token ({} or {}) or basic auth ({} with {} or {})",
+        store.setting(Setting::Token),
+        store.setting(Setting::TokenFile),
+        store.setting(Setting::User),
+        store.setting(Setting::Password),
+        store.setting(Setting::PasswordFile)
+    );
+    match (denial, &connection.tenant, &connection.credential) {
+        (Denial::NoTenant, None, _) => format!(
+            "{store} is multi-tenant and obs sent no tenant: set {} (or --tenant / OBS_TENANT for every store)",
+            store.setting(Setting::Tenant)
+        ),
+        (Denial::NoTenant, Some(tenant), _) => format!(
+            "obs sent {} {:?} (from {}), yet {store} saw no tenant: does a proxy in between drop the header, or expect the tenant elsewhere?",
+            store.tenant_header(),
+            tenant.id,
+            tenant.source
+        ),
+        (Denial::Unauthorized, _, Credential::None) => {
+            format!("{store} wants credentials and obs sent none: set {credentials}")
+        }
+        (Denial::Unauthorized, _, credential) => format!(
+            "{store} rejected {}: check it (wrong, expired, or for another store?)",
+            credential.describe()
+        ),
+        (Denial::Forbidden, tenant, credential) => format!(
+            "{store} accepted the request but does not allow it with {}{}: grant access, or use credentials that have it",
+            credential.describe(),
+            tenant
+                .as_ref()
+                .map(|t| format!(" for tenant {:?} (from {})", t.id, t.source))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// A non-success answer, with the start of its body (the store's explanation) kept.
+pub fn status_error(url: String, status: u16, body: &str) -> StoreError {
     StoreError::Status {
         url,
         status,
-        body: redact::text(cut),
+        body: body_start(body),
     }
+}
+
+/// The error and its sources, joined.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// True when a connect error is TLS's (a certificate not trusted, a handshake refused).
+fn is_tls_failure(chain: &str) -> bool {
+    let lower = chain.to_ascii_lowercase();
+    ["certificate", "tls", "handshake", "alert", "ssl"]
+        .iter()
+        .any(|word| lower.contains(word))
 }
 
 /// A transport error in plain words.
 pub fn transport_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        "no answer before the timeout".into()
-    } else if e.is_connect() {
+        return "no answer before the timeout".into();
+    }
+    let chain = error_chain(e);
+    if e.is_connect() && !is_tls_failure(&chain) {
         "connection refused or host unreachable".into()
+    } else if is_tls_failure(&chain) {
+        format!("TLS failed: {}", redact::text(&chain))
     } else {
         redact::text(&e.to_string())
     }
+}
+
+/// What to set when TLS to `connection`'s store failed.
+fn tls_hint(connection: &Connection) -> String {
+    let store = connection.store;
+    let trusted = match &connection.ca {
+        Some(ca) => format!("the system's roots and {}", ca.path.display()),
+        None => "the system's roots only".to_string(),
+    };
+    format!(
+        " (obs trusted {trusted}; a server certificate from a private CA needs {}; a server that requires a client certificate needs {} and {})",
+        store.setting(Setting::CaFile),
+        store.setting(Setting::ClientCert),
+        store.setting(Setting::ClientKey)
+    )
 }
 
 /// What a trace lookup found.
@@ -519,6 +752,83 @@ mod tests {
         );
         assert_eq!(normalize_id("", 16), None);
         assert_eq!(normalize_id("0000000000000000", 16), None);
+    }
+
+    #[test]
+    fn every_client_keeps_the_path_prefix_of_its_base_url() {
+        let base = StoreUrl::parse("--loki", "https://gw.example/loki", "").unwrap();
+        assert_eq!(
+            base.join(&["loki", "api", "v1", "query_range"]).as_str(),
+            "https://gw.example/loki/loki/api/v1/query_range"
+        );
+        let base = StoreUrl::parse("--prometheus", "https://gw.example/prom/", "").unwrap();
+        assert_eq!(
+            base.join(&["-", "ready"]).as_str(),
+            "https://gw.example/prom/-/ready"
+        );
+        let bare = StoreUrl::parse("--tempo", "http://tempo:3200", "").unwrap();
+        assert_eq!(bare.join(&["ready"]).as_str(), "http://tempo:3200/ready");
+    }
+
+    fn loki(tenant: Option<&str>, credential: Credential) -> Connection {
+        let mut c = Connection::none(Store::Loki);
+        c.tenant = tenant.map(|id| crate::connection::Tenant {
+            id: id.into(),
+            source: "--tenant (OBS_TENANT)".into(),
+        });
+        c.credential = credential;
+        c
+    }
+
+    #[test]
+    fn a_refusal_names_the_setting_that_fixes_it() {
+        let url = "http://loki:3100/loki/api/v1/query_range";
+        let no_org = denial(Some(&loki(None, Credential::None)), url, 401, "no org id\n").unwrap();
+        assert_eq!(no_org.denial(), Some(Denial::NoTenant));
+        let text = no_org.to_string();
+        assert!(
+            text.starts_with("Loki answered 401 \"no org id\": ")
+                && text.contains("set --loki-tenant (OBS_LOKI_TENANT)")
+                && text.contains("OBS_TENANT"),
+            "{text}"
+        );
+        let unauthorized = denial(Some(&loki(Some("a"), Credential::None)), url, 401, "")
+            .unwrap()
+            .to_string();
+        assert!(
+            unauthorized.contains("obs sent none")
+                && unauthorized.contains("--loki-token (OBS_LOKI_TOKEN)")
+                && unauthorized.contains("--loki-user (OBS_LOKI_USER)"),
+            "{unauthorized}"
+        );
+        let basic = Credential::Basic {
+            user: "u1".into(),
+            password: "never-shown".into(),
+            source: "--loki-password-file (OBS_LOKI_PASSWORD_FILE) /run/pw".into(),
+        };
+        let rejected = denial(Some(&loki(None, basic.clone())), url, 401, "invalid")
+            .unwrap()
+            .to_string();
+        assert!(
+            rejected.contains("rejected basic auth as user \"u1\"")
+                && rejected.contains("/run/pw")
+                && !rejected.contains("never-shown"),
+            "{rejected}"
+        );
+        let forbidden = denial(Some(&loki(Some("team-a"), basic)), url, 403, "").unwrap();
+        assert_eq!(forbidden.denial(), Some(Denial::Forbidden));
+        assert!(
+            forbidden.to_string().contains("for tenant \"team-a\""),
+            "{forbidden}"
+        );
+        assert_eq!(
+            denial(Some(&loki(None, Credential::None)), url, 404, "no"),
+            None
+        );
+        assert_eq!(
+            denial(Some(&loki(None, Credential::None)), url, 200, "no org id"),
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,12 @@ use backon::{ExponentialBuilder, Retryable as _};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
+use crate::connection::Connection;
+
+fn auth_is_set(auth: &Auth) -> bool {
+    !matches!(auth, Auth::None)
+}
+
 /// How `obs` authenticates. `source` says where the credential came from (flag, env variable,
 /// file or the URL's userinfo), so errors can name it without showing it.
 #[derive(Clone)]
@@ -146,7 +152,34 @@ impl GrafanaClient {
     /// per-request `timeout`. Userinfo in `base` is dropped here: credentials travel only as
     /// `auth` (see `run::auth`, which turns URL userinfo into [`Auth::Basic`]).
     pub fn new(base: &str, auth: Auth, timeout: Duration) -> anyhow::Result<Self> {
+        Self::with_transport(
+            base,
+            auth,
+            timeout,
+            &Connection::none(crate::connection::Store::Grafana),
+        )
+    }
+
+    /// Like [`GrafanaClient::new`], with `transport`'s extra headers, CA and client
+    /// certificate (`--grafana-header`, `--grafana-ca-file`, `--grafana-client-cert/-key`).
+    pub fn with_transport(
+        base: &str,
+        auth: Auth,
+        timeout: Duration,
+        transport: &Connection,
+    ) -> anyhow::Result<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        if auth_is_set(&auth)
+            && let Some((name, _)) = transport
+                .headers
+                .iter()
+                .find(|(n, _)| *n == reqwest::header::AUTHORIZATION)
+        {
+            anyhow::bail!(
+                "an {name} header in --grafana-header (OBS_GRAFANA_HEADERS) and {} are both set; both set Authorization: keep one",
+                auth.describe()
+            );
+        }
         let mut url = Url::parse(base).with_context(|| {
             format!(
                 "--grafana-url (OBS_GRAFANA_URL) {:?} is not a URL",
@@ -166,11 +199,17 @@ impl GrafanaClient {
             let path = format!("{}/", url.path());
             url.set_path(&path);
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("obs/", env!("CARGO_PKG_VERSION")));
+        let http = transport.apply(builder)?.build().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot set up the HTTP client for Grafana ({}): {}",
+                transport.describe(),
+                crate::redact::text(&e.to_string())
+            )
+        })?;
         Ok(Self {
             base: url,
             auth,

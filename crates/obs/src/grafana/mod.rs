@@ -7,3 +7,4 @@ pub mod correlations;
 pub mod files;
 pub mod provision;
 pub mod secure;
+pub mod store_connections;

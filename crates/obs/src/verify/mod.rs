@@ -21,6 +21,7 @@ pub mod traces;
 use std::time::Instant;
 
 use crate::backends::{Backend, Http, TraceStore};
+use crate::connection::Connections;
 
 pub use judge::judge_trace;
 pub use report::{Check, Finding, Reason, Report, Status};
@@ -28,13 +29,18 @@ pub use settings::{DatasourceFiles, Settings, Targets, UsageError};
 
 /// The probe's own checks: its OTLP export and its call to `--target`.
 fn probe_checks(probe: &probe::Probe) -> Vec<Check> {
+    let warnings = if probe.export_warnings.is_empty() {
+        String::new()
+    } else {
+        format!(" (settings not used: {})", probe.export_warnings.join("; "))
+    };
     let mut checks = vec![if probe.export_problems.is_empty() {
         Check::pass(
             Backend::Probe,
             "OTLP export",
             None,
             format!(
-                "every span and log record was accepted by {}",
+                "every span and log record was accepted by {}{warnings}",
                 probe.export_endpoints
             ),
         )
@@ -45,7 +51,7 @@ fn probe_checks(probe: &probe::Probe) -> Vec<Check> {
             Finding::new(
                 Reason::Dropped,
                 format!(
-                    "the OTLP endpoint refused or never received data: {} (tried {})",
+                    "the OTLP endpoint refused or never received data: {} (tried {}){warnings}",
                     probe.export_problems.join("; "),
                     probe.export_endpoints
                 ),
@@ -112,11 +118,39 @@ async fn trace_store<S: TraceStore>(
     }
 }
 
+/// A store that answers without the probe's data may be answering for another tenant than
+/// the one the data was written under: when obs read as a tenant, the detail says which.
+fn name_the_tenant(check: &mut Check, connections: &Connections) {
+    let Some(tenant) = connections
+        .of_backend(check.backend)
+        .and_then(|c| c.tenant.as_ref())
+    else {
+        return;
+    };
+    if check.status == Status::Fail
+        && matches!(check.reason, Some(Reason::Absent | Reason::Incomplete))
+    {
+        check.detail.push_str(&format!(
+            " — obs read as tenant {:?} (from {}): is the probe's data written under that tenant (the collector's or OTEL_EXPORTER_OTLP_HEADERS's X-Scope-OrgID)?",
+            tenant.id, tenant.source
+        ));
+    }
+}
+
 /// Runs the probe and every check; a store that is down is a failed check, not an error.
 pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
     let started = Instant::now();
     let deadline = started + settings.timeout;
     let http = Http::new(settings.http_timeout)?;
+    let c = &settings.connections;
+    let timeout = settings.http_timeout;
+    let (tempo_http, jaeger_http, loki_http, prometheus_http, alertmanager_http) = (
+        Http::for_connection(timeout, &c.tempo)?,
+        Http::for_connection(timeout, &c.jaeger)?,
+        Http::for_connection(timeout, &c.loki)?,
+        Http::for_connection(timeout, &c.prometheus)?,
+        Http::for_connection(timeout, &c.alertmanager)?,
+    );
     let collector_before = match &settings.collector {
         Some(collector) => Some(collector.counters(&http).await),
         None => None,
@@ -128,7 +162,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
         t.tempo.as_ref(),
         "--tempo (OBS_TEMPO)",
         Backend::Tempo,
-        &http,
+        &tempo_http,
         &probe,
         settings,
         deadline,
@@ -137,14 +171,16 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
         t.jaeger.as_ref(),
         "--jaeger (OBS_JAEGER)",
         Backend::Jaeger,
-        &http,
+        &jaeger_http,
         &probe,
         settings,
         deadline,
     );
     let loki = async {
         match &t.loki {
-            Some(loki) => logs::checks(loki, &http, &probe, &settings.datasources, deadline).await,
+            Some(loki) => {
+                logs::checks(loki, &loki_http, &probe, &settings.datasources, deadline).await
+            }
             None => vec![not_requested(Backend::Loki, "--loki (OBS_LOKI)")],
         }
     };
@@ -153,7 +189,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
             Some(prometheus) => {
                 metrics::checks(
                     prometheus,
-                    &http,
+                    &prometheus_http,
                     &probe,
                     settings.probe.target.is_some(),
                     deadline,
@@ -168,7 +204,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
     };
     let alertmanager = async {
         match &t.alertmanager {
-            Some(alertmanager) => alerts::checks(alertmanager, &http, deadline).await,
+            Some(alertmanager) => alerts::checks(alertmanager, &alertmanager_http, deadline).await,
             None => vec![not_requested(
                 Backend::Alertmanager,
                 "--alertmanager (OBS_ALERTMANAGER)",
@@ -177,6 +213,9 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<Report> {
     };
     let (a, b, c, d, e) = tokio::join!(tempo, jaeger, loki, prometheus, alertmanager);
     checks.extend(a.into_iter().chain(b).chain(c).chain(d).chain(e));
+    for check in &mut checks {
+        name_the_tenant(check, &settings.connections);
+    }
     if let (Some(collector), Some(before)) = (&settings.collector, collector_before) {
         checks.push(match (before, collector.counters(&http).await) {
             (Ok(before), Ok(after)) => collector::check(&before, &after),

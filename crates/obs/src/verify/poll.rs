@@ -8,7 +8,8 @@ use super::report::{Finding, Outcome, Reason};
 use crate::backends::Readiness;
 
 /// Retries `attempt` with backoff (200 ms doubling to 3 s) until it passes or the deadline
-/// passes; returns the last outcome and the time it took.
+/// passes; returns the last outcome and the time it took. A refusal (401, 403, no tenant) ends
+/// the polling at once: only a setting fixes it.
 pub async fn poll<F, Fut>(deadline: Instant, mut attempt: F) -> (Outcome, Duration)
 where
     F: FnMut() -> Fut,
@@ -18,7 +19,8 @@ where
     let mut delay = Duration::from_millis(200);
     loop {
         let result = attempt().await;
-        if result.is_ok() || Instant::now() + delay >= deadline {
+        let denied = result.as_ref().is_err_and(|f| f.reason.is_denial());
+        if result.is_ok() || denied || Instant::now() + delay >= deadline {
             return (result, started.elapsed());
         }
         tokio::time::sleep(delay).await;
@@ -45,6 +47,7 @@ where
                     Reason::Unreachable,
                     format!("unreachable: {why}"),
                 )),
+                Readiness::Denied(why) => Err(Finding::from(why)),
             }
         }
     })

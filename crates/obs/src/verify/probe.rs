@@ -47,6 +47,10 @@ pub struct Probe {
     pub export_problems: Vec<String>,
     /// Where the probe exported, and which flag or variable said so (URLs redacted).
     pub export_endpoints: String,
+    /// What the telemetry library could not use of the `OTEL_EXPORTER_OTLP_*` settings (a
+    /// certificate file it cannot read, a malformed header): each names its variable, never a
+    /// header value.
+    pub export_warnings: Vec<String>,
     /// The target's answer, with `--target`.
     pub target_status: Option<Result<u16, String>>,
     /// Keeps the probe's `/metrics` served while the checks run (with `metrics_listen`).
@@ -157,6 +161,12 @@ pub async fn run(settings: &ProbeSettings) -> anyhow::Result<Probe> {
     let export_endpoints = describe_endpoints(&env, settings);
     let upstream = instance(UPSTREAM, &env)?;
     let downstream = instance(DOWNSTREAM, &env)?;
+    let export_warnings: Vec<String> = upstream
+        .config_warnings()
+        .iter()
+        .filter(|w| w.variable.starts_with("OTEL_EXPORTER_OTLP"))
+        .map(|w| crate::redact::text(&format!("{}: {}; using {}", w.variable, w.problem, w.using)))
+        .collect();
     let run_id = format!("{:016x}", rand::random::<u64>());
     let started = SystemTime::now();
 
@@ -242,7 +252,7 @@ pub async fn run(settings: &ProbeSettings) -> anyhow::Result<Probe> {
         for (signal, s) in [("spans", stats.spans), ("log records", stats.logs)] {
             if s.failed > 0 || s.dropped > 0 {
                 export_problems.push(format!(
-                    "{name}: {} {signal} failed to export and {} were dropped (is the OTLP endpoint reachable and accepting?)",
+                    "{name}: {} {signal} failed to export and {} were dropped (is the OTLP endpoint reachable and accepting? One that wants a tenant or credentials takes them from OTEL_EXPORTER_OTLP_HEADERS, e.g. X-Scope-OrgID=team-a,Authorization=Bearer%20TOKEN; a private CA from OTEL_EXPORTER_OTLP_CERTIFICATE)",
                     s.failed, s.dropped
                 ));
             }
@@ -290,6 +300,7 @@ pub async fn run(settings: &ProbeSettings) -> anyhow::Result<Probe> {
         expected_spans,
         export_problems,
         export_endpoints,
+        export_warnings,
         target_status,
         metrics_server,
     })

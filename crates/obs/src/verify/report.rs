@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::backends::{Backend, StoreError};
+use crate::backends::{Backend, Denial, StoreError};
 use crate::redact;
 
 /// The outcome of one check.
@@ -48,6 +48,22 @@ pub enum Reason {
     NotRequested,
     /// Could not be checked: a file it needs is missing, or what it checks is absent.
     CannotCheck,
+    /// The store answered 401: obs sent no credentials, or ones it rejects.
+    Unauthorized,
+    /// The store answered 403: the credentials (or the tenant) may not do this.
+    Forbidden,
+    /// The store is multi-tenant and saw no tenant ("no org id").
+    NoTenant,
+}
+
+impl Reason {
+    /// True for the refusals a setting fixes (401, 403, no tenant): `obs verify` exits 4.
+    pub fn is_denial(self) -> bool {
+        matches!(
+            self,
+            Reason::Unauthorized | Reason::Forbidden | Reason::NoTenant
+        )
+    }
 }
 
 /// Why a check did not pass: the reason and the diagnosis in plain words.
@@ -71,10 +87,12 @@ impl Finding {
 
 impl From<StoreError> for Finding {
     fn from(e: StoreError) -> Self {
-        let reason = if e.is_unreachable() {
-            Reason::Unreachable
-        } else {
-            Reason::StoreError
+        let reason = match e.denial() {
+            Some(Denial::Unauthorized) => Reason::Unauthorized,
+            Some(Denial::Forbidden) => Reason::Forbidden,
+            Some(Denial::NoTenant) => Reason::NoTenant,
+            None if e.is_unreachable() => Reason::Unreachable,
+            None => Reason::StoreError,
         };
         Finding::new(reason, e.to_string())
     }

@@ -10,6 +10,7 @@ use crate::backends::loki::Loki;
 use crate::backends::prometheus::Prometheus;
 use crate::backends::{Jaeger, StoreUrl, Tempo, UrlError};
 use crate::cli::{Format, VerifyArgs};
+use crate::connection::{ConnectionError, Connections};
 
 use super::probe::ProbeSettings;
 
@@ -70,6 +71,8 @@ pub struct Settings {
     /// The collector's own metrics, read before and after the probe to name the exporter that
     /// dropped it.
     pub collector: Option<Collector>,
+    /// How each store is reached: tenant, credentials, headers, TLS.
+    pub connections: Connections,
 }
 
 /// A verification that cannot start as configured. Exit code 2.
@@ -78,6 +81,9 @@ pub enum UsageError {
     /// A URL flag is malformed.
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// A store's connection settings conflict, or name a file that cannot be used.
+    #[error(transparent)]
+    Connection(#[from] ConnectionError),
     /// No store to check.
     #[error(
         "nothing to verify against: give at least one store, --tempo (OBS_TEMPO), --jaeger \
@@ -208,6 +214,7 @@ impl Settings {
         if targets.is_empty() {
             return Err(UsageError::NoStore);
         }
+        let connections = args.connections.resolve()?;
         if args.timeout.is_zero() {
             return Err(UsageError::ZeroTimeout);
         }
@@ -230,6 +237,7 @@ impl Settings {
                 http_timeout: args.http_timeout,
                 max_clock_skew: args.max_clock_skew,
                 collector,
+                connections,
             },
             args.format,
         ))
