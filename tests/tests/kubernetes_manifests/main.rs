@@ -9,10 +9,13 @@
 //! - `sources`: the Grafana ConfigMaps hold exactly the repository's provisioning files and
 //!   dashboards (one source of truth), obs mounts them where its settings say, and
 //!   `obs provision --check` accepts them in the layout Kubernetes mounts a ConfigMap with.
-//! - `obs_settings`: every variable set for obs is one it reads (`obs sidecar --help`, the
-//!   telemetry library, the datasource files), every `*_FILE` names a key of a mounted Secret,
+//! - `obs_settings`: every variable set for obs is one it reads (`obs sidecar --help` or the
+//!   telemetry library), secrets reach it as mounted files only, every `*_FILE` names a key of a mounted Secret,
 //!   probes and ports match `OBS_LISTEN`, and obs starts and serves `/healthz` with exactly the
 //!   rendered environment and mounts.
+//! - `provisioning`: obs, with exactly its rendered settings and mounts, provisions the Grafana
+//!   API double from the base and then the overlay, each datasource with its store's tenant and
+//!   the mounted credentials.
 //! - `drift`: the example services are configured as in compose, and deploy/README.md's table
 //!   of obs settings is the overlay's obs.env.
 //! - `examples`: the example services, run with exactly their rendered environment (downward API
@@ -32,5 +35,6 @@ mod mounts;
 mod obs_binary;
 mod obs_settings;
 mod pod_env;
+mod provisioning;
 mod schemas;
 mod sources;

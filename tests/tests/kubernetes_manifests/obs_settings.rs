@@ -1,7 +1,5 @@
 //! Everything set for obs is something obs reads, and obs starts with it.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
 use crate::kube::{KUSTOMIZATIONS, Rendered, container, rendered, repo_root};
@@ -44,27 +42,16 @@ fn library_reads(name: &str) -> bool {
     })
 }
 
-/// Names `$NAME` or `${NAME}` in a file: the variables Grafana's provisioning (and obs) expand.
-fn expanded_in(text: &str, name: &str) -> bool {
-    let text = text.replace("$$", "");
-    text.contains(&format!("${{{name}}}"))
-        || text.match_indices(&format!("${name}")).any(|(at, m)| {
-            !text[at + m.len()..]
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
+/// The obs container of a rendered kustomization, its environment and its mounted volumes.
+pub struct Obs<'a> {
+    pub rendered: &'a Rendered,
+    pub deployment: &'a Value,
+    pub container: &'a Value,
+    pub env: Vec<(String, String, Source)>,
+    pub mounts: Mounts,
 }
 
-struct Obs<'a> {
-    rendered: &'a Rendered,
-    deployment: &'a Value,
-    container: &'a Value,
-    env: Vec<(String, String, Source)>,
-    mounts: Mounts,
-}
-
-fn obs(dir: &'static str) -> Obs<'static> {
+pub fn obs(dir: &'static str) -> Obs<'static> {
     let rendered = rendered(dir);
     let deployment = rendered.get("Deployment", "obs");
     let container = container(deployment, "obs");
@@ -79,13 +66,22 @@ fn obs(dir: &'static str) -> Obs<'static> {
 }
 
 impl Obs<'_> {
-    fn datasource_files(&self) -> String {
-        let dir = value(&self.env, "OBS_DATASOURCES").expect("OBS_DATASOURCES");
-        let local = self
-            .mounts
-            .resolve(dir)
-            .expect("OBS_DATASOURCES is mounted");
-        std::fs::read_to_string(local.join("datasources.yaml")).unwrap_or_default()
+    /// The environment with every path into a mounted volume replaced by where it is here, and
+    /// `overrides` applied.
+    pub fn local_env(&self, overrides: &[(&str, String)]) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|(k, v, _)| {
+                let v = match overrides.iter().find(|(name, _)| name == k) {
+                    Some((_, value)) => value.clone(),
+                    None => match self.mounts.resolve(v) {
+                        Some(local) if v.starts_with('/') => local.to_str().unwrap().to_string(),
+                        _ => v.clone(),
+                    },
+                };
+                (k.clone(), v)
+            })
+            .collect()
     }
 }
 
@@ -105,7 +101,6 @@ fn every_variable_set_for_obs_is_one_it_reads() {
             ["sidecar"],
             "{dir}: the Deployment runs `obs sidecar`"
         );
-        let datasources = obs.datasource_files();
         assert!(obs.env.len() > 20, "{dir}: {:?}", obs.env);
         for (name, _, source) in &obs.env {
             let read = if name.starts_with("OBS_") {
@@ -117,7 +112,7 @@ fn every_variable_set_for_obs_is_one_it_reads() {
             {
                 library_reads(name)
             } else {
-                expanded_in(&datasources, name)
+                false
             };
             if !read {
                 unread.push(format!("{dir}: {name} (from {source:?})"));
@@ -126,8 +121,7 @@ fn every_variable_set_for_obs_is_one_it_reads() {
     }
     assert!(
         unread.is_empty(),
-        "variables obs does not read (`obs sidecar --help`, platform-telemetry, or the mounted \
-         datasource files):\n  {}",
+        "variables obs does not read (neither `obs sidecar --help` nor platform-telemetry):\n  {}",
         unread.join("\n  ")
     );
 }
@@ -163,15 +157,13 @@ fn every_file_setting_names_a_key_of_a_mounted_secret() {
                 "{dir}: {name}"
             );
         }
-        // Secrets reach obs as files or as the variables the datasource files expand, never as
-        // a flag's variable.
+        // Secrets reach obs as files only, never as variables (which `kubectl describe`, a
+        // crash dump or /proc/<pid>/environ show).
         for (name, _, source) in &obs.env {
-            if matches!(source, Source::Secret(_)) {
-                assert!(
-                    !name.starts_with("OBS_"),
-                    "{dir}: {name} comes from a Secret: use {name}_FILE"
-                );
-            }
+            assert!(
+                !matches!(source, Source::Secret(_)),
+                "{dir}: {name} comes from a Secret as a variable: mount it and use a *_FILE setting"
+            );
         }
         assert_eq!(
             obs.deployment["spec"]["template"]["spec"]["automountServiceAccountToken"],
@@ -243,21 +235,11 @@ async fn obs_starts_with_the_rendered_settings() {
         let obs = obs(dir);
         let port = support::free_port();
         let closed = support::closed_endpoint();
-        let env: Vec<(String, String)> = obs
-            .env
-            .iter()
-            .map(|(k, v, _)| {
-                let v = match k.as_str() {
-                    "OBS_LISTEN" => format!("127.0.0.1:{port}"),
-                    "OBS_OTLP_ENDPOINT" | "OTEL_EXPORTER_OTLP_ENDPOINT" => closed.clone(),
-                    _ => match obs.mounts.resolve(v) {
-                        Some(local) if v.starts_with('/') => path_text(local),
-                        _ => v.clone(),
-                    },
-                };
-                (k.clone(), v)
-            })
-            .collect();
+        let env = obs.local_env(&[
+            ("OBS_LISTEN", format!("127.0.0.1:{port}")),
+            ("OBS_OTLP_ENDPOINT", closed.clone()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", closed.clone()),
+        ]);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let process = support::spawn(
             "obs-sidecar",
@@ -272,8 +254,4 @@ async fn obs_starts_with_the_rendered_settings() {
             "{dir}: obs warned about its telemetry settings:\n{output}"
         );
     }
-}
-
-fn path_text(path: PathBuf) -> String {
-    path.to_str().unwrap().to_string()
 }
