@@ -6,6 +6,8 @@
 //!   against the Kubernetes 1.37 API schemas with `kubernetes-validate --strict`; the Operator's
 //!   `Instrumentation` (a CRD the core schemas do not hold) is checked against its documented
 //!   fields.
+//! - `pod_security`: every pod meets the `restricted` Pod Security Standard the namespace
+//!   enforces.
 //! - `sources`: the Grafana ConfigMaps hold exactly the repository's provisioning files and
 //!   dashboards (one source of truth), obs mounts them where its settings say, and
 //!   `obs provision --check` accepts them in the layout Kubernetes mounts a ConfigMap with.
@@ -35,6 +37,7 @@ mod mounts;
 mod obs_binary;
 mod obs_settings;
 mod pod_env;
+mod pod_security;
 mod provisioning;
 mod schemas;
 mod sources;
