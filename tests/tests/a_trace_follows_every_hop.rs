@@ -23,17 +23,24 @@ struct Shop {
 }
 
 async fn start_shop() -> Shop {
+    start_shop_with(&[]).await
+}
+
+/// The shop, with `extra` variables for every service.
+async fn start_shop_with(extra: &[(&'static str, &str)]) -> Shop {
     let receiver = OtlpReceiver::start().await.unwrap();
     let (nats, nats_url) = start_nats().await;
     let otlp = receiver.http_endpoint();
     let common = |service_port: (&'static str, String)| {
-        vec![
+        let mut env = vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
             ("OTEL_BLRP_SCHEDULE_DELAY", "100".to_string()),
             ("NATS_URL", nats_url.clone()),
             service_port,
-        ]
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        env
     };
     let (worker_port, orders_port, gateway_port) = (free_port(), free_port(), free_port());
 
@@ -347,4 +354,116 @@ async fn credentials_in_headers_and_query_are_never_recorded() {
         .await
         .unwrap();
     assert!(!metrics.contains("s3cr3t") && !metrics.contains("hunter2"));
+}
+
+/// The points of metric `name` exported by `service`.
+fn points_of(snapshot: &Snapshot, service: &str, name: &str) -> Vec<otlp_receiver::MetricPoint> {
+    snapshot
+        .metrics
+        .iter()
+        .filter(|m| m.service_name().as_deref() == Some(service) && m.name() == name)
+        .flat_map(|m| m.points())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rejected_order_is_a_failed_consumer_span_and_a_failed_processing_metric() {
+    let shop = start_shop_with(&[
+        ("OTEL_METRICS_EXPORTER", "otlp"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+    ])
+    .await;
+    let client = http();
+    // The worker rejects ids that are a multiple of 10; 7 goes through.
+    let mut traces = Vec::new();
+    for id in [7, 10] {
+        let response = client
+            .get(format!("{}/orders/{id}", shop.gateway))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "the HTTP path does not fail");
+        traces.push(traceresponse_trace_id(&response));
+    }
+    let (accepted, rejected) = (traces[0].clone(), traces[1].clone());
+
+    let failed_processing = |s: &Snapshot| {
+        points_of(s, "worker", "messaging.process.duration")
+            .iter()
+            .any(|p| p.attr("error.type") == Some("order_rejected"))
+    };
+    let snapshot = shop
+        .receiver
+        .wait_until(WAIT, |s| {
+            let consumers = s
+                .spans
+                .iter()
+                .filter(|sp| sp.name() == "process orders.viewed")
+                .count();
+            consumers >= 2 && failed_processing(s)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("no failed processing arrived: {e}"));
+
+    // The span: an error with error.type, in the order's trace; the accepted one is not.
+    let consumer = |trace: &str| {
+        let spans = spans_of(&snapshot, trace);
+        find(&spans, "worker", "process orders.viewed").clone()
+    };
+    let failed = consumer(&rejected);
+    // Status code in OTLP: 2 is error.
+    assert_eq!(failed.span.status.as_ref().map(|s| s.code), Some(2));
+    assert_eq!(failed.attr("error.type").as_deref(), Some("order_rejected"));
+    let ok = consumer(&accepted);
+    assert_ne!(ok.span.status.as_ref().map(|s| s.code), Some(2));
+    assert_eq!(ok.attr("error.type"), None);
+
+    // The metrics: processing split by outcome, with the semantic conventions' attributes.
+    let processed = points_of(&snapshot, "worker", "messaging.process.duration");
+    let failed_point = processed
+        .iter()
+        .find(|p| p.attr("error.type") == Some("order_rejected"))
+        .unwrap();
+    assert_eq!(failed_point.count, Some(1));
+    assert_eq!(failed_point.attr("messaging.system"), Some("nats"));
+    assert_eq!(
+        failed_point.attr("messaging.destination.name"),
+        Some("orders.viewed")
+    );
+    assert_eq!(
+        failed_point.attr("messaging.operation.name"),
+        Some("process")
+    );
+    assert!(
+        processed
+            .iter()
+            .any(|p| p.attr("error.type").is_none() && p.count >= Some(1)),
+        "the accepted order is a successful processing: {processed:?}"
+    );
+    let consumed = points_of(&snapshot, "worker", "messaging.client.consumed.messages");
+    assert!(
+        consumed
+            .iter()
+            .any(|p| p.attr("error.type") == Some("order_rejected") && p.value == Some(1.0)),
+        "{consumed:?}"
+    );
+    // The producer side: two messages sent, none failed.
+    let snapshot = shop
+        .receiver
+        .wait_until(WAIT, |s| {
+            points_of(s, "orders", "messaging.client.sent.messages")
+                .iter()
+                .any(|p| p.value == Some(2.0))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("orders never reported two sent messages: {e}"));
+    let sent = points_of(&snapshot, "orders", "messaging.client.sent.messages");
+    assert!(
+        sent.iter().all(|p| p.attr("error.type").is_none()),
+        "{sent:?}"
+    );
+    assert!(
+        !points_of(&snapshot, "orders", "messaging.client.operation.duration").is_empty(),
+        "the publish duration is recorded"
+    );
 }

@@ -8,41 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Process, free_port, http, spawn, spawn_example, wait_ready};
-
-async fn start_prometheus(target_port: u16) -> (Process, String, tempfile::TempDir) {
-    assert!(
-        std::process::Command::new("prometheus")
-            .arg("--version")
-            .output()
-            .is_ok(),
-        "prometheus is not installed: run scripts/test.sh (apt-get install prometheus)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: orders\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let process = spawn(
-        "prometheus",
-        "prometheus",
-        &[
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-            &format!("--web.listen-address=127.0.0.1:{port}"),
-            "--enable-feature=exemplar-storage",
-        ],
-        &[],
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{url}/-/ready"), &process).await;
-    (process, url, dir)
-}
+use support::{encode, free_port, http, spawn_example, start_prometheus, wait_ready};
 
 /// Polls a Prometheus API path until `accept` finds what it needs in `data`, or 30 s pass.
 async fn poll(prometheus: &str, path: &str, accept: impl Fn(&Value) -> bool) -> Value {
@@ -61,16 +27,6 @@ async fn poll(prometheus: &str, path: &str, accept: impl Fn(&Value) -> bool) -> 
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("Prometheus never answered {path} as expected; last answer: {last}");
-}
-
-fn encode(query: &str) -> String {
-    query
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -115,7 +71,8 @@ async fn prometheus_queries_the_route_histogram_and_its_exemplars() {
     assert!(text.contains(&format!("trace_id=\"{trace_id}\"")), "{text}");
     assert!(text.ends_with("# EOF\n"));
 
-    let (_prometheus, prometheus, _dir) = start_prometheus(orders_port).await;
+    let (_prometheus, prometheus, _dir) =
+        start_prometheus(&[("orders", format!("127.0.0.1:{orders_port}"))]).await;
     // Requests while Prometheus scrapes, so exemplars land inside the query window.
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -115,6 +115,88 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
         "otel_sdk_processor_span_queue_size",
         &["otel_component_type"],
     ),
+    (
+        "messaging_process_duration_seconds_bucket",
+        &[
+            "messaging_system",
+            "messaging_operation_name",
+            "messaging_destination_name",
+            "messaging_destination_template",
+            "error_type",
+            "le",
+        ],
+    ),
+    (
+        "messaging_process_duration_seconds_sum",
+        &[
+            "messaging_system",
+            "messaging_operation_name",
+            "messaging_destination_name",
+            "messaging_destination_template",
+            "error_type",
+        ],
+    ),
+    (
+        "messaging_process_duration_seconds_count",
+        &[
+            "messaging_system",
+            "messaging_operation_name",
+            "messaging_destination_name",
+            "messaging_destination_template",
+            "error_type",
+        ],
+    ),
+    (
+        "messaging_client_operation_duration_seconds_bucket",
+        &[
+            "messaging_system",
+            "messaging_operation_name",
+            "messaging_destination_name",
+            "messaging_destination_template",
+            "error_type",
+            "le",
+        ],
+    ),
+    (
+        "messaging_client_operation_duration_seconds_sum",
+        &[
+            "messaging_system",
+            "messaging_operation_name",
+            "messaging_destination_name",
+            "messaging_destination_template",
+            "error_type",
+        ],
+    ),
+    (
+        "messaging_client_operation_duration_seconds_count",
+        &[
+            "messaging_system",
+            "messaging_operation_name",
+            "messaging_destination_name",
+            "messaging_destination_template",
+            "error_type",
+        ],
+    ),
+    (
+        "messaging_client_sent_messages_total",
+        &[
+            "messaging_system",
+            "messaging_operation_name",
+            "messaging_destination_name",
+            "messaging_destination_template",
+            "error_type",
+        ],
+    ),
+    (
+        "messaging_client_consumed_messages_total",
+        &[
+            "messaging_system",
+            "messaging_operation_name",
+            "messaging_destination_name",
+            "messaging_destination_template",
+            "error_type",
+        ],
+    ),
     // Labels are the resource's attributes: not checked.
     ("target_info", &[]),
 ];
@@ -124,7 +206,10 @@ const COMMON_LABELS: &[&str] = &["job", "instance", "otel_scope_name", "otel_sco
 
 /// Names under these prefixes belong to the library and must be in [`LIBRARY_METRICS`].
 fn is_library_metric_name(name: &str) -> bool {
-    name.starts_with("http_") || name.starts_with("otel_sdk_") || name == "target_info"
+    name.starts_with("http_")
+        || name.starts_with("messaging_")
+        || name.starts_with("otel_sdk_")
+        || name == "target_info"
 }
 
 fn library_metric(name: &str) -> Option<&'static [&'static str]> {
@@ -1461,8 +1546,9 @@ fn every_dashboard_query_parses_and_uses_only_emitted_metric_names() {
                         let metrics = check_promql(&context, &concrete, &mut problems);
                         promql_count += 1;
                         // Latency panels show exemplars, the jump from a spike to its trace.
-                        let latency =
-                            metrics.contains("http_server_request_duration_seconds_bucket");
+                        let latency = metrics
+                            .contains("http_server_request_duration_seconds_bucket")
+                            || metrics.contains("messaging_process_duration_seconds_bucket");
                         if latency && panel["type"] == "timeseries" && target["exemplar"] != true {
                             problems.push(format!(
                                 "{context}: latency target without \"exemplar\": true"

@@ -1,20 +1,59 @@
 //! `worker`: consumes `order.viewed` events and continues each event's trace with a CONSUMER
 //! span, from NATS or from an in-process channel.
+//!
+//! It rejects an order whose id is a multiple of [`REJECTED_EVERY`] (a stand-in for a business
+//! rule), so a failing consumer can be seen: the CONSUMER span is an error and the processing
+//! is counted as failed (`messaging_process_duration_seconds` and
+//! `messaging_client_consumed_messages_total` with `error_type="order_rejected"`).
 
 use futures_util::StreamExt as _;
 use orders::{Message, NatsHeaders, OrderViewed, SUBJECT};
 use platform_telemetry::propagation::{MessageHeaders, consumer_span};
 
-/// Handles one event inside a CONSUMER span that continues the producer's trace.
-pub fn handle(system: &str, headers: &impl MessageHeaders, payload: &[u8]) {
+/// Orders whose id is a multiple of this are rejected (`error.type` `order_rejected`).
+pub const REJECTED_EVERY: u64 = 10;
+
+/// How processing one event ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Processed {
+    /// The order event was handled.
+    Done,
+    /// The order was rejected by the worker's rule ([`REJECTED_EVERY`]).
+    Rejected,
+    /// The payload was not an `OrderViewed` event.
+    Malformed,
+}
+
+/// True for an order the worker rejects.
+pub fn rejects(order_id: u64) -> bool {
+    order_id.is_multiple_of(REJECTED_EVERY)
+}
+
+/// Handles one event inside a CONSUMER span that continues the producer's trace; a rejected or
+/// malformed event marks the span and the processing metrics failed.
+pub fn handle(system: &str, headers: &impl MessageHeaders, payload: &[u8]) -> Processed {
     let span = consumer_span(system, SUBJECT, headers);
-    span.in_scope(|| match serde_json::from_slice::<OrderViewed>(payload) {
-        Ok(event) => tracing::info!(order.id = event.order_id, "order event processed"),
+    let processed = span.in_scope(|| match serde_json::from_slice::<OrderViewed>(payload) {
+        Ok(event) if rejects(event.order_id) => {
+            span.set_error("order_rejected");
+            tracing::warn!(
+                order.id = event.order_id,
+                "order rejected (id is a multiple of {REJECTED_EVERY})"
+            );
+            Processed::Rejected
+        }
+        Ok(event) => {
+            tracing::info!(order.id = event.order_id, "order event processed");
+            Processed::Done
+        }
         Err(error) => {
             span.set_error("malformed_payload");
             tracing::warn!(%error, "malformed order event skipped");
+            Processed::Malformed
         }
     });
+    span.end();
+    processed
 }
 
 /// Consumes from NATS until the subscription ends.
@@ -35,6 +74,13 @@ pub async fn consume_channel(mut receiver: tokio::sync::mpsc::Receiver<Message>)
 /// `/metrics` and `/healthz`.
 pub fn router() -> axum::Router {
     platform_telemetry::endpoints()
+}
+
+/// `/metrics` and `/healthz` of a non-global telemetry instance (several services in one
+/// process); run the consumer under `telemetry.subscriber()` so its spans and metrics are this
+/// instance's.
+pub fn router_for(telemetry: &platform_telemetry::Telemetry) -> axum::Router {
+    telemetry.endpoints()
 }
 
 /// `worker` service. Env: `WORKER_PORT` (8082, serves /metrics and /healthz), `NATS_URL`

@@ -10,9 +10,8 @@
 //! configured with must name a compose service and a port that service listens on, with the
 //! protocol the caller speaks.
 //!
-//! `metric_contract` is the metric contract of DESIGN.md against a live scrape: the example services
-//! run in-process, serve a request, and every `http_*` metric the dashboards query is in their
-//! `/metrics`.
+//! The metric contract of DESIGN.md against a live scrape is its own test,
+//! `dashboards_on_a_live_prometheus`.
 //!
 //! One module per subject; `support` reads files and the compose file, `listeners` derives who
 //! listens where.
@@ -24,7 +23,6 @@ mod dockerfile;
 mod endpoints;
 mod listeners;
 mod makefile;
-mod metric_contract;
 mod prometheus;
 mod stack_readme;
 mod support;

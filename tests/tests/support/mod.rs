@@ -237,3 +237,52 @@ pub async fn start_nats() -> (Process, String) {
     wait_tcp(port, &nats).await;
     (nats, format!("nats://127.0.0.1:{port}"))
 }
+
+/// A real Prometheus (the Debian package) on a free loopback port with exemplar storage,
+/// scraping each `(job, host:port)` every second. Fails (never skips) when it is not installed.
+/// Keep the directory alive as long as the server.
+pub async fn start_prometheus(jobs: &[(&str, String)]) -> (Process, String, tempfile::TempDir) {
+    assert!(
+        std::process::Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "prometheus is not installed: run scripts/test.sh (apt-get install prometheus)"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("prometheus.yml");
+    let mut yaml =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    for (job, target) in jobs {
+        yaml.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+        ));
+    }
+    std::fs::write(&config, yaml).expect("prometheus.yml");
+    let port = free_port();
+    let process = spawn(
+        "prometheus",
+        "prometheus",
+        &[
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+            "--enable-feature=exemplar-storage",
+        ],
+        &[],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/-/ready"), &process).await;
+    (process, url, dir)
+}
+
+/// Percent-encodes a PromQL query for a URL's query string.
+pub fn encode(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -89,9 +89,7 @@ impl<'a> Destination<'a> {
     /// The destination attribute of the metrics.
     fn metric_attribute(&self) -> KeyValue {
         match self.template {
-            Some(template) => {
-                KeyValue::new("messaging.destination.template", template.to_owned())
-            }
+            Some(template) => KeyValue::new("messaging.destination.template", template.to_owned()),
             None => KeyValue::new("messaging.destination.name", self.name.to_owned()),
         }
     }
@@ -315,11 +313,5 @@ pub fn consumer_span<'a, H: MessageHeaders + ?Sized>(
     let links = producer
         .is_valid()
         .then(|| vec![Link::with_context(producer)]);
-    start(
-        Side::Consumer,
-        system,
-        destination.into(),
-        &parent,
-        links,
-    )
+    start(Side::Consumer, system, destination.into(), &parent, links)
 }
