@@ -13,8 +13,8 @@
 //!   `obs provision --check` accepts them in the layout Kubernetes mounts a ConfigMap with.
 //! - `obs_settings`: every variable set for obs is one it reads (`obs sidecar --help` or the
 //!   telemetry library), secrets reach it as mounted files only, every `*_FILE` names a key of a mounted Secret,
-//!   probes and ports match `OBS_LISTEN`, and obs starts and serves `/healthz` with exactly the
-//!   rendered environment and mounts.
+//!   probes and ports match `OBS_LISTEN`, and obs, with exactly the rendered environment and
+//!   mounts, serves `/healthz` and becomes ready (`/readyz`) once it has provisioned Grafana.
 //! - `provisioning`: obs, with exactly its rendered settings and mounts, provisions the Grafana
 //!   API double from the base and then the overlay, each datasource with its store's tenant and
 //!   the mounted credentials.

@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::kube::{KUSTOMIZATIONS, Rendered, container, rendered, repo_root};
+use api_doubles::grafana::{GrafanaConfig, GrafanaDouble, Role};
+
+use crate::kube::{KUSTOMIZATIONS, Rendered, container, data, rendered, repo_root};
 use crate::mounts::{Mounts, mount};
 use crate::obs_binary;
 use crate::pod_env::{Pod, Source, resolve, value};
@@ -227,16 +229,25 @@ fn probes_and_ports_match_the_listen_address() {
 }
 
 /// obs sidecar, started with exactly the rendered environment and mounts (only its listen
-/// address moved to a free loopback port and its export endpoints to a closed one), starts and
-/// answers /healthz: every value parses, every file it reads at start is there.
+/// address moved to a free loopback port, Grafana to the API double, its export endpoints to a
+/// closed port), answers /healthz, and /readyz once it has provisioned Grafana with the mounted
+/// token: every value parses, every file it reads is there, and the readiness probe goes green.
 #[tokio::test]
-async fn obs_starts_with_the_rendered_settings() {
+async fn obs_starts_and_becomes_ready_with_the_rendered_settings() {
     for dir in KUSTOMIZATIONS {
         let obs = obs(dir);
+        let token = data(obs.rendered.get("Secret", "obs-credentials"))
+            .into_iter()
+            .find(|(k, _)| k == "grafana-token")
+            .expect("the Secret holds grafana-token")
+            .1;
+        let grafana =
+            GrafanaDouble::start(GrafanaConfig::default().with_token(token, Role::Admin)).unwrap();
         let port = support::free_port();
         let closed = support::closed_endpoint();
         let env = obs.local_env(&[
             ("OBS_LISTEN", format!("127.0.0.1:{port}")),
+            ("OBS_GRAFANA_URL", grafana.url().to_string()),
             ("OBS_OTLP_ENDPOINT", closed.clone()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", closed.clone()),
         ]);
@@ -247,7 +258,14 @@ async fn obs_starts_with_the_rendered_settings() {
             &["sidecar"],
             &env,
         );
-        support::wait_ready(&format!("http://127.0.0.1:{port}/healthz"), &process).await;
+        let base = format!("http://127.0.0.1:{port}");
+        support::wait_ready(&format!("{base}/healthz"), &process).await;
+        support::wait_ready(&format!("{base}/readyz"), &process).await;
+        assert_eq!(
+            grafana.dashboards().len(),
+            3,
+            "{dir}: provisioned before ready"
+        );
         let output = process.output();
         assert!(
             !output.contains("platform_telemetry::config"),
