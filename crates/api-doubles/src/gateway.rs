@@ -28,6 +28,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
+use crate::chassis::Error;
+
 /// A credential a client may present.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -115,8 +117,15 @@ impl Gateway {
         !self.allowed.is_empty() || !self.forbidden.is_empty()
     }
 
-    /// Puts this gateway in front of `app` (the double `double`'s router).
-    pub(crate) fn wrap(&self, double: &'static str, app: Router) -> Router {
+    /// Puts this gateway in front of `app` (the double `double`'s router); refuses a prefix
+    /// that is not a plain path (axum would read `{x}` or `*x` as a pattern).
+    pub(crate) fn wrap(&self, double: &'static str, app: Router) -> Result<Router, Error> {
+        if let Some(prefix) = &self.prefix
+            && !is_plain_path(prefix)
+        {
+            let prefix = prefix.clone();
+            return Err(Error::InvalidPrefix { double, prefix });
+        }
         let app = if self.requires_credentials() {
             let state = Arc::new(Checker {
                 gateway: self.clone(),
@@ -126,13 +135,26 @@ impl Gateway {
         } else {
             app
         };
-        match &self.prefix {
+        Ok(match &self.prefix {
             None => app,
             Some(prefix) => Router::new()
                 .nest(prefix, app)
                 .fallback(async || html(StatusCode::NOT_FOUND, PAGE_404)),
-        }
+        })
     }
+}
+
+/// `/seg/seg…`: non-empty segments of RFC 3986 unreserved characters, at most 256 bytes.
+fn is_plain_path(prefix: &str) -> bool {
+    prefix.len() <= 256
+        && prefix.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            })
+        })
 }
 
 #[derive(Debug)]

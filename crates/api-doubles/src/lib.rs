@@ -11,7 +11,7 @@
 //! - [`jaeger`]: Jaeger v2's `/api/v3` and legacy `/api/traces`, its health check, fed by OTLP.
 //! - [`collector`]: one OTLP intake fanning traces out to Tempo and Jaeger and logs to Loki.
 //!
-//! The trace and log stores run on one chassis (`chassis.rs`: thread and runtime, loopback
+//! The trace and log stores run on one chassis (`chassis/`: thread and runtime, loopback
 //! listeners that go down and come back, OTLP intake) and share one set of fault switches,
 //! [`FaultSwitches`]: slow (`visible_after`), not ready (`set_ready`, `not_ready_for`), down
 //! (`set_down`: ports closed, exports refused); each can also be made forgetful (`drop_spans`,

@@ -42,7 +42,7 @@ impl Setup {
     ) -> Result<Front, Error> {
         let app = self
             .gateway
-            .wrap(double, app)
+            .wrap(double, app)?
             .layer(axum::middleware::from_fn_with_state(
                 Arc::clone(requests),
                 common::record,

@@ -51,10 +51,12 @@ impl TestCa {
     /// under the system's temporary directory.
     pub fn generate() -> Result<Arc<TestCa>, Error> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let pki = TestPki::generate().map_err(|e| Error::Tls(e.to_string()))?;
+        let pki = TestPki::generate().map_err(|e| tls_error("test CA", e))?;
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("api-doubles-ca-{}-{n}", std::process::id()));
-        let files = pki.write_to(&dir).map_err(|e| Error::Tls(e.to_string()))?;
+        let files = pki
+            .write_to(&dir)
+            .map_err(|e| tls_error("test CA files", e))?;
         Ok(Arc::new(TestCa { pki, files, dir }))
     }
 
@@ -108,35 +110,43 @@ impl TestCa {
         alpn: &[&[u8]],
     ) -> Result<Arc<ServerConfig>, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = |what: &str, e: &dyn std::fmt::Display| Error::Tls(format!("{what}: {e}"));
         let chain = CertificateDer::pem_slice_iter(self.pki.server_cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| tls("server certificate PEM", &e))?;
+            .map_err(|e| tls_error("server certificate PEM", e))?;
         let key = PrivateKeyDer::from_pem_slice(self.pki.server_key_pem.as_bytes())
-            .map_err(|e| tls("server key PEM", &e))?;
+            .map_err(|e| tls_error("server key PEM", e))?;
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| tls("protocol versions", &e))?;
+            .map_err(|e| tls_error("protocol versions", e))?;
         let builder = match mode {
             TlsMode::ServerOnly => builder.with_no_client_auth(),
             TlsMode::ClientCert => {
                 let mut roots = RootCertStore::empty();
                 for cert in CertificateDer::pem_slice_iter(self.pki.ca_pem.as_bytes()) {
-                    let cert = cert.map_err(|e| tls("CA PEM", &e))?;
-                    roots.add(cert).map_err(|e| tls("CA certificate", &e))?;
+                    let cert = cert.map_err(|e| tls_error("CA PEM", e))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| tls_error("CA certificate", e))?;
                 }
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                         .build()
-                        .map_err(|e| tls("client certificate verifier", &e))?;
+                        .map_err(|e| tls_error("client certificate verifier", e))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
         let mut config = builder
             .with_single_cert(chain, key)
-            .map_err(|e| tls("server certificate and key", &e))?;
+            .map_err(|e| tls_error("server certificate and key", e))?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
+    }
+}
+
+fn tls_error(what: &'static str, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Tls {
+        what,
+        source: Box::new(source),
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use api_doubles::FaultSwitches;
 use api_doubles::collector::{CollectorDouble, TenantHeader};
 use api_doubles::loki::LokiDouble;
 use api_doubles::sample;
@@ -226,6 +227,20 @@ async fn multi_tenant_tempo_refuses_tenantless_pushes_as_recorded_and_takes_tena
     assert_eq!(tempo.spans_of("a").len(), 3);
     assert_eq!(tempo.spans_of("b").len(), 3);
     assert!(tempo.spans_of("single-tenant").is_empty());
+
+    // Down, the own intake refuses exports (its ports stay open), as the shared receiver does.
+    tempo.set_down();
+    let (status, _, body) = push_traces_http(&tempo.otlp_http_endpoint(), Some("a")).await;
+    assert_eq!(status, 503);
+    assert_eq!(RpcStatus::decode(&body[..]).unwrap().code, 14);
+    let error = push_traces_grpc(tempo.otlp_grpc_endpoint(), Some("a"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::Unavailable);
+    tempo.set_up();
+    let (status, _, _) = push_traces_http(&tempo.otlp_http_endpoint(), Some("a")).await;
+    assert_eq!(status, 200);
+    assert_eq!(tempo.spans_of("a").len(), 6);
 }
 
 #[tokio::test]

@@ -321,3 +321,58 @@ fn alertmanager_webhooks_are_counted_and_bounded() {
         "{metrics}"
     );
 }
+
+#[test]
+fn the_sidecar_reads_each_store_as_its_tenant_and_reports_a_missing_one() {
+    use api_doubles::collector::TenantHeader;
+    let tempo = TempoDouble::builder().multi_tenant().start().unwrap();
+    let loki = LokiDouble::builder().multi_tenant().start().unwrap();
+    let collector = CollectorDouble::builder()
+        .tempo(&tempo)
+        .loki(&loki)
+        .tenant_header(TenantHeader::FromRequest)
+        .start()
+        .unwrap();
+    let otlp = collector.http_endpoint();
+    // Loki's tenant is given, Tempo's is not.
+    let sidecar = sidecar(
+        "http://127.0.0.1:9",
+        &[
+            ("OBS_NO_PROVISION", "true"),
+            ("OBS_OTLP_ENDPOINT", &otlp),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "X-Scope-OrgID=team-a"),
+            ("OBS_TEMPO", tempo.url()),
+            ("OBS_LOKI", loki.url()),
+            ("OBS_LOKI_TENANT", "team-a"),
+        ],
+    );
+    let metrics = eventually(
+        &format!("{}/metrics", sidecar.url),
+        Duration::from_secs(60),
+        "a round with Loki passing",
+        |_, b| metric(b, "obs_verify_success", "backend=\"loki\"") == Some(1.0),
+    );
+    assert_eq!(
+        metric(&metrics, "obs_verify_success", "backend=\"tempo\""),
+        Some(0.0),
+        "{metrics}"
+    );
+    let (status, body) = get(&format!("{}/status", sidecar.url)).unwrap();
+    assert_eq!(status, 200);
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tempo_check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["backend"] == "tempo")
+        .cloned()
+        .unwrap();
+    assert_eq!(tempo_check["reason"], "no_tenant", "{body}");
+    assert!(
+        tempo_check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--tempo-tenant (OBS_TEMPO_TENANT)"),
+        "{body}"
+    );
+}

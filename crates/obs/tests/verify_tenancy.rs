@@ -245,6 +245,25 @@ fn a_gateway_that_wants_a_bearer_token_or_basic_auth_is_diagnosed_by_setting() {
         ),
         "{run:?}"
     );
+    // The table for people holds the same diagnosis and no secret either.
+    let mut text_args = vec!["verify", "--format", "text", "--datasources="];
+    text_args.extend(stores("20s"));
+    let text = support::obs(
+        &text_args,
+        &[
+            ("OBS_TEMPO_TOKEN", READ_ONLY),
+            ("OBS_LOKI_USER", "loki-user"),
+            ("OBS_LOKI_PASSWORD", "wrong-password-4"),
+        ],
+        None,
+    );
+    assert_eq!(text.code, Some(4), "{text:?}");
+    no_secret_in(&text, &secrets);
+    assert!(
+        text.stdout.contains("FAIL") && text.stdout.contains("Tempo answered 403"),
+        "{text:?}"
+    );
+
     // Behind the gateway even /ready is refused: the refusal is the readiness finding.
     let loki_check = check(&run, "loki", "probe logs by trace id");
     assert_eq!(loki_check["reason"], "unauthorized", "{run:?}");

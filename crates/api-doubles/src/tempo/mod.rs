@@ -49,10 +49,11 @@
 //! `no org id` (`tempo_mt_otlp_push_no_org_id.txt`). Off (the default), everything is stored and
 //! queried as Tempo's `single-tenant` tenant and the header is ignored.
 //!
-//! The gateway ([`crate::gateway`]: credentials, path prefix) and TLS ([`crate::tls`]) are in
-//! front of the query port only; the OTLP ports stay plain and open, as a gateway for queries
-//! does not front the distributor's 4317/4318 (TLS on them: not modelled with multi-tenancy; in
-//! single-tenant mode the shared receiver serves TLS with the same CA).
+//! The gateway ([`crate::gateway`]: credentials, path prefix) is in front of the query port
+//! only: a gateway for queries does not front the distributor's 4317/4318. TLS
+//! ([`crate::tls`]) covers the OTLP ports too, with the same CA and mode: the multi-tenant
+//! intake at `https://127.0.0.1:<port>`, the single-tenant shared receiver at
+//! `https://localhost:<port>` (the name `otlp-receiver` gives its TLS endpoints).
 //!
 //! Not modelled: OTLP/HTTP JSON intake (the receiver answers 415), `Accept: application/protobuf`,
 //! the by-id `start`/`end` window, cross-tenant queries (`a|b`, refused with 400), tag endpoints, TraceQL
@@ -171,21 +172,30 @@ impl TempoDouble {
             let (grpc_app, http_app) = intake::routers(&shared);
             let (grpc_listener, grpc_port) = chassis::bind(0)?;
             let (http_listener, http_port) = chassis::bind(0)?;
-            let intake_port = |listener, app, h2| Served {
+            // With TLS, the intake serves it too (same CA and mode): gRPC offers ALPN `h2`.
+            let (grpc_tls, http_tls, scheme) = match (&front.ca, &setup.tls) {
+                (Some(ca), Some(choice)) => (
+                    Some(ca.server_config(choice.mode, &[b"h2"])?),
+                    Some(ca.server_config(choice.mode, &[b"http/1.1"])?),
+                    "https",
+                ),
+                _ => (None, None, "http"),
+            };
+            let intake_port = |listener, app, tls, h2| Served {
                 listener,
                 app,
-                tls: None,
+                tls,
                 h2,
                 stays_up: true,
             };
             let ports = vec![
                 front.served,
-                intake_port(grpc_listener, grpc_app, true),
-                intake_port(http_listener, http_app, false),
+                intake_port(grpc_listener, grpc_app, grpc_tls, true),
+                intake_port(http_listener, http_app, http_tls, false),
             ];
             let running = chassis::run("tempo", ports, faults)?;
-            let grpc = format!("http://127.0.0.1:{grpc_port}");
-            let http = format!("http://127.0.0.1:{http_port}");
+            let grpc = format!("{scheme}://127.0.0.1:{grpc_port}");
+            let http = format!("{scheme}://127.0.0.1:{http_port}");
             (running, Intake::Own { grpc, http })
         } else {
             let store = Arc::clone(&shared);
@@ -229,8 +239,8 @@ impl TempoDouble {
         self.shared.tenancy == Tenancy::Multi
     }
 
-    /// The OTLP/gRPC endpoint (Tempo's 4317), `http://127.0.0.1:<port>` (single-tenant with
-    /// TLS: `https://localhost:<port>`, the shared receiver's name).
+    /// The OTLP/gRPC endpoint (Tempo's 4317), `http://127.0.0.1:<port>` (with TLS: `https`;
+    /// single-tenant with TLS: `https://localhost:<port>`, the shared receiver's name).
     pub fn otlp_grpc_endpoint(&self) -> String {
         match &self.intake {
             Intake::Receiver(receiver) => receiver.grpc_endpoint(),

@@ -28,9 +28,16 @@ impl Alertmanager {
         &self.base
     }
 
-    /// `/-/ready`.
+    /// `/-/ready`; where that is 404 (Mimir's Alertmanager below `/alertmanager`),
+    /// `/api/v2/status`.
     pub async fn ready(&self, http: &Http) -> Readiness {
-        http.readiness(self.base.join(&["-", "ready"])).await
+        match http.readiness(self.base.join(&["-", "ready"])).await {
+            Readiness::NotReady(StoreError::Status { status: 404, .. }) => {
+                http.readiness(self.base.join(&["api", "v2", "status"]))
+                    .await
+            }
+            other => other,
+        }
     }
 
     /// The alerts named `alertname` (`/api/v2/alerts?filter=alertname="…"`).

@@ -25,9 +25,17 @@ impl Prometheus {
         &self.base
     }
 
-    /// `/-/ready`.
+    /// `/-/ready`; where that is 404, `/api/v1/status/buildinfo`: Prometheus-compatible stores
+    /// such as Mimir serve the Prometheus API below a prefix (`http://mimir/prometheus`) with
+    /// their readiness elsewhere (`/ready` at the root).
     pub async fn ready(&self, http: &Http) -> Readiness {
-        http.readiness(self.base.join(&["-", "ready"])).await
+        match http.readiness(self.base.join(&["-", "ready"])).await {
+            Readiness::NotReady(StoreError::Status { status: 404, .. }) => {
+                http.readiness(self.base.join(&["api", "v1", "status", "buildinfo"]))
+                    .await
+            }
+            other => other,
+        }
     }
 
     /// The `data` of an API answer; `status: error` answers are errors with their message.
@@ -144,5 +152,34 @@ impl Prometheus {
             .flatten()
             .filter_map(|a| a["url"].as_str().map(redact::url))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::StoreUrl;
+
+    #[tokio::test]
+    async fn a_store_without_prometheus_readiness_is_ready_when_its_api_answers() {
+        // Like Mimir: the Prometheus API below /prometheus, no /prometheus/-/ready.
+        let app = axum::Router::new().route(
+            "/prometheus/api/v1/status/buildinfo",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({"status": "success", "data": {"version": "2.x"}}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = Http::new(std::time::Duration::from_secs(5)).unwrap();
+        let mimir = Prometheus::new(
+            StoreUrl::parse("--prometheus", &format!("http://{address}/prometheus"), "").unwrap(),
+        );
+        assert_eq!(mimir.ready(&http).await, Readiness::Ready);
+        let nothing = Prometheus::new(
+            StoreUrl::parse("--prometheus", &format!("http://{address}/nothing"), "").unwrap(),
+        );
+        assert!(matches!(nothing.ready(&http).await, Readiness::NotReady(_)));
     }
 }

@@ -10,8 +10,10 @@
 //! shows it. A [`Connection`]'s `Debug` shows which settings are set, never a value.
 
 pub mod args;
+mod credential;
 mod files;
 pub mod headers;
+mod store;
 pub mod tenant;
 
 use std::fmt;
@@ -24,177 +26,7 @@ use crate::backends::Backend;
 use crate::redact;
 
 pub use args::{GrafanaTransportArgs, RawConnection, StoreConnectionArgs};
-
-/// Which server a connection is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Store {
-    /// Grafana Tempo.
-    Tempo,
-    /// Jaeger's query service.
-    Jaeger,
-    /// Grafana Loki.
-    Loki,
-    /// Prometheus, or a Prometheus-compatible store (Mimir, Cortex, Thanos).
-    Prometheus,
-    /// Alertmanager (or Mimir's).
-    Alertmanager,
-    /// Grafana itself (`provision`, `sidecar`).
-    Grafana,
-}
-
-/// One setting of a store's connection, to name it in messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Setting {
-    /// `--B-tenant`.
-    Tenant,
-    /// `--B-token`.
-    Token,
-    /// `--B-token-file`.
-    TokenFile,
-    /// `--B-user`.
-    User,
-    /// `--B-password`.
-    Password,
-    /// `--B-password-file`.
-    PasswordFile,
-    /// `--B-header` (variable `OBS_B_HEADERS`).
-    Header,
-    /// `--B-ca-file`.
-    CaFile,
-    /// `--B-client-cert`.
-    ClientCert,
-    /// `--B-client-key`.
-    ClientKey,
-}
-
-impl Setting {
-    fn flag_suffix(self) -> &'static str {
-        match self {
-            Setting::Tenant => "tenant",
-            Setting::Token => "token",
-            Setting::TokenFile => "token-file",
-            Setting::User => "user",
-            Setting::Password => "password",
-            Setting::PasswordFile => "password-file",
-            Setting::Header => "header",
-            Setting::CaFile => "ca-file",
-            Setting::ClientCert => "client-cert",
-            Setting::ClientKey => "client-key",
-        }
-    }
-
-    fn env_suffix(self) -> &'static str {
-        match self {
-            Setting::Tenant => "TENANT",
-            Setting::Token => "TOKEN",
-            Setting::TokenFile => "TOKEN_FILE",
-            Setting::User => "USER",
-            Setting::Password => "PASSWORD",
-            Setting::PasswordFile => "PASSWORD_FILE",
-            Setting::Header => "HEADERS",
-            Setting::CaFile => "CA_FILE",
-            Setting::ClientCert => "CLIENT_CERT",
-            Setting::ClientKey => "CLIENT_KEY",
-        }
-    }
-}
-
-impl Store {
-    /// The stores `verify` reads, in report order.
-    pub const STORES: [Store; 5] = [
-        Store::Tempo,
-        Store::Jaeger,
-        Store::Loki,
-        Store::Prometheus,
-        Store::Alertmanager,
-    ];
-
-    /// Its name in prose.
-    pub fn title(self) -> &'static str {
-        match self {
-            Store::Tempo => "Tempo",
-            Store::Jaeger => "Jaeger",
-            Store::Loki => "Loki",
-            Store::Prometheus => "Prometheus",
-            Store::Alertmanager => "Alertmanager",
-            Store::Grafana => "Grafana",
-        }
-    }
-
-    /// The flags' prefix: `--loki-…`.
-    pub fn flag(self) -> &'static str {
-        match self {
-            Store::Tempo => "tempo",
-            Store::Jaeger => "jaeger",
-            Store::Loki => "loki",
-            Store::Prometheus => "prometheus",
-            Store::Alertmanager => "alertmanager",
-            Store::Grafana => "grafana",
-        }
-    }
-
-    /// The variables' infix: `OBS_LOKI_…`.
-    pub fn env(self) -> &'static str {
-        match self {
-            Store::Tempo => "TEMPO",
-            Store::Jaeger => "JAEGER",
-            Store::Loki => "LOKI",
-            Store::Prometheus => "PROMETHEUS",
-            Store::Alertmanager => "ALERTMANAGER",
-            Store::Grafana => "GRAFANA",
-        }
-    }
-
-    /// The header that carries the tenant: `X-Scope-OrgID` for Tempo, Loki, Mimir and
-    /// Mimir's Alertmanager; `x-tenant` for Jaeger (its `multi_tenancy.header` default).
-    pub fn tenant_header(self) -> &'static str {
-        match self {
-            Store::Jaeger => "x-tenant",
-            _ => "X-Scope-OrgID",
-        }
-    }
-
-    /// The report's backend for this store.
-    pub fn backend(self) -> Backend {
-        match self {
-            Store::Tempo => Backend::Tempo,
-            Store::Jaeger => Backend::Jaeger,
-            Store::Loki => Backend::Loki,
-            Store::Prometheus => Backend::Prometheus,
-            Store::Alertmanager => Backend::Alertmanager,
-            Store::Grafana => Backend::Grafana,
-        }
-    }
-
-    /// The store a Grafana datasource plugin type reads, if obs connects to it.
-    pub fn of_datasource_type(kind: &str) -> Option<Store> {
-        Some(match kind {
-            "tempo" => Store::Tempo,
-            "jaeger" => Store::Jaeger,
-            "loki" => Store::Loki,
-            "prometheus" => Store::Prometheus,
-            "alertmanager" => Store::Alertmanager,
-            _ => return None,
-        })
-    }
-
-    /// `--loki-tenant (OBS_LOKI_TENANT)`.
-    pub fn setting(self, setting: Setting) -> String {
-        format!(
-            "--{}-{} (OBS_{}_{})",
-            self.flag(),
-            setting.flag_suffix(),
-            self.env(),
-            setting.env_suffix()
-        )
-    }
-}
-
-impl fmt::Display for Store {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.title())
-    }
-}
+pub use store::{Setting, Store};
 
 /// A connection setting that cannot be used. `obs` exits 2 (usage).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -395,7 +227,7 @@ impl Connection {
             }
         }
         connection.tenant = tenant;
-        connection.credential = credential(store, raw)?;
+        connection.credential = credential::credential(store, raw)?;
         if connection.credential != Credential::None
             && let Some((name, _)) = connection.headers.iter().find(|(n, _)| *n == AUTHORIZATION)
         {
@@ -536,12 +368,17 @@ impl Connection {
         Ok(map)
     }
 
-    /// `builder` with this connection's headers, CA and client certificate.
+    /// `builder` with this connection's headers, CA and client certificate, following
+    /// redirects only within the same origin: reqwest drops `Authorization` on a redirect to
+    /// another host, but not the tenant or the extra headers (an API key), so obs does not go
+    /// there at all (the 3xx is reported instead).
     pub fn apply(
         &self,
         builder: reqwest::ClientBuilder,
     ) -> Result<reqwest::ClientBuilder, ConnectionError> {
-        let mut builder = builder.default_headers(self.request_headers()?);
+        let mut builder = builder
+            .default_headers(self.request_headers()?)
+            .redirect(same_origin_redirects());
         if let Some(ca) = &self.ca {
             let certs = reqwest::Certificate::from_pem_bundle(&ca.pem).map_err(|e| {
                 ConnectionError::File {
@@ -572,118 +409,31 @@ impl Connection {
     }
 }
 
+/// The most redirects followed.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Follows at most [`MAX_REDIRECTS`] redirects, each to the origin (scheme, host, port) of the
+/// request before it; stops at any other, so no header leaves for another server.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .last()
+            .is_some_and(|before| before.origin() == attempt.url().origin());
+        if same && attempt.previous().len() <= MAX_REDIRECTS {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 /// `HeaderName::from_static` needs lowercase.
 fn tenant_header_static(store: Store) -> &'static str {
     match store {
         Store::Jaeger => "x-tenant",
         _ => "x-scope-orgid",
     }
-}
-
-fn secret(
-    store: Store,
-    value: &Option<String>,
-    file: &Option<PathBuf>,
-    value_setting: Setting,
-    file_setting: Setting,
-) -> Result<Option<(String, String)>, ConnectionError> {
-    match (given(value), given_path(file)) {
-        (Some(_), Some(_)) => Err(ConnectionError::Conflict {
-            first: store.setting(value_setting),
-            second: store.setting(file_setting),
-            why: "keep one (the file is safer: a flag shows in `ps`)",
-        }),
-        (Some(v), None) => Ok(Some((v.trim().to_string(), store.setting(value_setting)))),
-        (None, Some(path)) => Ok(Some((
-            files::read_secret(store, file_setting, path)?,
-            format!("{} {}", store.setting(file_setting), path.display()),
-        ))),
-        (None, None) => Ok(None),
-    }
-}
-
-fn credential(store: Store, raw: &RawConnection) -> Result<Credential, ConnectionError> {
-    let token = secret(
-        store,
-        &raw.token,
-        &raw.token_file,
-        Setting::Token,
-        Setting::TokenFile,
-    )?;
-    let password = secret(
-        store,
-        &raw.password,
-        &raw.password_file,
-        Setting::Password,
-        Setting::PasswordFile,
-    )?;
-    let user = given(&raw.user).map(str::trim);
-    let token_setting = || {
-        if given(&raw.token).is_some() {
-            store.setting(Setting::Token)
-        } else {
-            store.setting(Setting::TokenFile)
-        }
-    };
-    let credential = match (token, user, password) {
-        (Some(_), Some(_), _) => {
-            return Err(ConnectionError::Conflict {
-                first: token_setting(),
-                second: store.setting(Setting::User),
-                why: "a store takes a bearer token or basic auth, not both: keep one",
-            });
-        }
-        (Some(_), None, Some((_, source))) => {
-            return Err(ConnectionError::Conflict {
-                first: token_setting(),
-                second: source,
-                why: "a store takes a bearer token or basic auth, not both: keep one",
-            });
-        }
-        (Some((token, source)), None, None) => Credential::Bearer { token, source },
-        (None, Some(user), Some((password, source))) => Credential::Basic {
-            user: user.to_string(),
-            password,
-            source,
-        },
-        (None, Some(_), None) => {
-            return Err(ConnectionError::Missing {
-                given: store.setting(Setting::User),
-                needed: format!(
-                    "{} or {}",
-                    store.setting(Setting::Password),
-                    store.setting(Setting::PasswordFile)
-                ),
-            });
-        }
-        (None, None, Some((_, source))) => {
-            return Err(ConnectionError::Missing {
-                given: source,
-                needed: store.setting(Setting::User),
-            });
-        }
-        (None, None, None) => Credential::None,
-    };
-    match &credential {
-        Credential::Bearer { token, .. } => {
-            headers::check_value(token).map_err(|why| ConnectionError::Value {
-                setting: token_setting(),
-                why,
-            })?;
-            redact::register_secret(token);
-        }
-        Credential::Basic { user, password, .. } => {
-            if user.contains(':') {
-                return Err(ConnectionError::Value {
-                    setting: store.setting(Setting::User),
-                    why: "a basic-auth user cannot contain ':'".to_string(),
-                });
-            }
-            redact::register_secret(password);
-        }
-        Credential::None => {}
-    }
-    Ok(credential)
 }
 
 /// The connections of every store `verify` reads.

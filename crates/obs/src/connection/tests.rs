@@ -253,3 +253,71 @@ fn debug_of_the_flags_shows_which_are_set_never_a_value() {
         assert!(!shown.contains(secret), "{shown}");
     }
 }
+
+#[tokio::test]
+async fn no_header_follows_a_redirect_to_another_server() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let elsewhere = axum::Router::new().route(
+        "/ready",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let record = record.clone();
+            async move {
+                record
+                    .lock()
+                    .unwrap()
+                    .extend(headers.keys().map(|k| k.to_string()));
+                "ready"
+            }
+        }),
+    );
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_address = other.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(other, elsewhere).await });
+    let to_other = format!("http://{other_address}/ready");
+    let redirecting = axum::Router::new()
+        .route(
+            "/away",
+            axum::routing::get(move || {
+                let to = to_other.clone();
+                async move { axum::response::Redirect::temporary(&to) }
+            }),
+        )
+        .route(
+            "/here",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/ok") }),
+        )
+        .route("/ok", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+
+    let connection = Connection::resolve(
+        Store::Loki,
+        &RawConnection {
+            tenant: Some("team-a".into()),
+            headers: vec!["X-Api-Key: redirect-secret".into()],
+            ..raw()
+        },
+        None,
+    )
+    .unwrap();
+    let http =
+        crate::backends::Http::for_connection(std::time::Duration::from_secs(5), &connection)
+            .unwrap();
+    let url = |path: &str| url::Url::parse(&format!("http://{address}{path}")).unwrap();
+    let (status, body) = http.get(url("/here"), &[]).await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok"),
+        "same origin: followed"
+    );
+    let (status, _) = http.get(url("/away"), &[]).await.unwrap();
+    assert_eq!(status, 307, "another origin: not followed");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+}

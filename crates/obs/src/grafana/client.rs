@@ -374,6 +374,76 @@ mod tests {
         );
     }
 
+    fn transport(headers: &[&str]) -> Connection {
+        Connection::transport(
+            crate::connection::Store::Grafana,
+            &crate::connection::RawConnection {
+                headers: headers.iter().map(|h| h.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_grafana_headers_ride_on_every_call_with_the_credential() {
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<reqwest::header::HeaderMap>>>;
+        let seen: Seen = Seen::default();
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/grafana/api/health",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let record = record.clone();
+                async move {
+                    record.lock().unwrap().push(headers);
+                    axum::Json(serde_json::json!({"database": "ok"}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = GrafanaClient::with_transport(
+            &format!("http://{address}/grafana"),
+            Auth::Token {
+                token: "glsa_header_test".into(),
+                source: "--grafana-token".into(),
+            },
+            Duration::from_secs(5),
+            &transport(&["X-Org-Gateway: gw-secret-value", "X-Second: 2"]),
+        )
+        .unwrap();
+        client
+            .call_once(Method::GET, &["api", "health"], &[], None)
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0]["x-org-gateway"], "gw-secret-value");
+        assert_eq!(seen[0]["x-second"], "2");
+        assert_eq!(seen[0]["authorization"], "Bearer glsa_header_test");
+    }
+
+    #[test]
+    fn an_authorization_header_and_a_credential_are_both_refused() {
+        let e = GrafanaClient::with_transport(
+            "http://grafana:3000",
+            Auth::Token {
+                token: "t".into(),
+                source: "--grafana-token (OBS_GRAFANA_TOKEN)".into(),
+            },
+            Duration::from_secs(1),
+            &transport(&["Authorization: Bearer other-value"]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--grafana-header (OBS_GRAFANA_HEADERS)")
+                && e.contains("OBS_GRAFANA_TOKEN")
+                && !e.contains("other-value"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn userinfo_never_stays_in_the_base() {
         let c = client("http://admin:s3cret@host:3000/g/?x=1#f");

@@ -10,7 +10,7 @@ use super::poll::{poll, wait_ready};
 use super::probe::Probe;
 use super::report::{Check, Finding, Reason};
 use crate::backends::prometheus::Prometheus;
-use crate::backends::{Backend, Http};
+use crate::backends::{Backend, Http, StoreError};
 
 /// The name of the probe metric check.
 pub const PROBE_METRIC: &str = "probe metric";
@@ -54,6 +54,22 @@ async fn alert_path(prometheus: &Prometheus, http: &Http, deadline: Instant) -> 
         })
     })
     .await;
+    // Prometheus-compatible stores (Mimir) have no /api/v1/alertmanagers: their ruler sends
+    // to their own Alertmanager, which --alertmanager checks.
+    if let Err(StoreError::Status { status: 404, .. }) = prometheus.active_alertmanagers(http).await
+    {
+        return vec![
+            Check::from_outcome(Backend::Prometheus, RULES, rules, visible),
+            Check::skipped(
+                Backend::Prometheus,
+                ALERTMANAGERS,
+                Finding::new(
+                    Reason::CannotCheck,
+                    "this Prometheus-compatible store answers 404 for /api/v1/alertmanagers (Mimir's ruler sends to its own Alertmanager): check that one with --alertmanager",
+                ),
+            ),
+        ];
+    }
     let (alertmanagers, am_visible) = poll(deadline, || async {
         let active = prometheus.active_alertmanagers(http).await?;
         if active.is_empty() {
