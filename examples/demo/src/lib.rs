@@ -265,6 +265,7 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
                 .collect(),
             export_problems: Vec::new(),
             export_endpoints: receiver.http_endpoint(),
+            export_warnings: Vec::new(),
             target_status: None,
             metrics_server: None,
         };
