@@ -1,6 +1,6 @@
-//! What the manifests repeat from elsewhere stays the same: the example services' settings and
-//! image tags are compose's, and deploy/README.md's table of obs settings is the overlay's
-//! obs.env.
+//! What the manifests say twice stays the same: the example services' settings and image tags
+//! are compose's, deploy/README.md's table of obs settings is the overlay's obs.env, and obs's
+//! probe takes the services' path (their OTLP endpoint, the gateway's Service, their names).
 
 use std::collections::BTreeMap;
 
@@ -135,6 +135,82 @@ fn the_documented_obs_settings_are_the_overlay_settings() {
             base.get(key).map(String::as_str),
             Some(compose_default(value.as_str().unwrap()).as_str()),
             "{BASE}/obs.env: {key} differs from docker-compose.yml"
+        );
+    }
+}
+
+/// obs's probe enters where the services' telemetry enters (so the path it proves is theirs),
+/// calls the gateway's Service, and expects exactly the services that run.
+#[test]
+fn obs_probes_the_path_the_services_use() {
+    for dir in KUSTOMIZATIONS {
+        let rendered = rendered(dir);
+        let settings: BTreeMap<String, String> = data(rendered.get("ConfigMap", "obs-settings"))
+            .into_iter()
+            .collect();
+        let probe_endpoint = &settings["OBS_OTLP_ENDPOINT"];
+        assert_eq!(
+            &settings["OTEL_EXPORTER_OTLP_ENDPOINT"], probe_endpoint,
+            "{dir}: obs's own telemetry and its probe take one path"
+        );
+        let mut names = Vec::new();
+        for name in ["gateway", "orders", "worker"] {
+            let deployment = rendered.get("Deployment", name);
+            let env = container(deployment, name)["env"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let value = |n: &str| {
+                env.iter()
+                    .find(|e| e["name"] == n)
+                    .and_then(|e| e["value"].as_str())
+                    .map(str::to_string)
+            };
+            names.push(value("OTEL_SERVICE_NAME").expect("OTEL_SERVICE_NAME"));
+            let endpoint = value("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_else(|| {
+                // Injected by the Operator from the Instrumentation the pod names.
+                let wanted = deployment["spec"]["template"]["metadata"]["annotations"]
+                    ["instrumentation.opentelemetry.io/inject-sdk"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{dir}: {name} has no OTLP endpoint"));
+                rendered.get("Instrumentation", wanted)["spec"]["exporter"]["endpoint"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            });
+            // A Service name resolves in its own namespace as short or fully qualified.
+            let host = |url: &str| {
+                let url = reqwest::Url::parse(url).unwrap();
+                let host = url.host_str().unwrap().to_string();
+                (host.split('.').next().unwrap().to_string(), url.port())
+            };
+            assert_eq!(
+                host(&endpoint),
+                host(probe_endpoint),
+                "{dir}: {name} exports elsewhere than the probe"
+            );
+        }
+        let target = reqwest::Url::parse(&settings["OBS_TARGET"]).unwrap();
+        let gateway = rendered.get("Service", "gateway");
+        assert_eq!(target.host_str(), Some("gateway"), "{dir}: OBS_TARGET");
+        assert_eq!(
+            target.port().map(u64::from),
+            gateway["spec"]["ports"][0]["port"].as_u64(),
+            "{dir}: OBS_TARGET's port is the gateway Service's"
+        );
+        assert!(
+            target.path().starts_with("/orders/"),
+            "{dir}: a route the gateway serves"
+        );
+        names.sort();
+        let mut expected: Vec<String> = settings["OBS_TARGET_SERVICES"]
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        expected.sort();
+        assert_eq!(
+            names, expected,
+            "{dir}: OBS_TARGET_SERVICES vs the services' names"
         );
     }
 }

@@ -18,8 +18,8 @@
 //! - `provisioning`: obs, with exactly its rendered settings and mounts, provisions the Grafana
 //!   API double from the base and then the overlay, each datasource with its store's tenant and
 //!   the mounted credentials.
-//! - `drift`: the example services are configured as in compose, and deploy/README.md's table
-//!   of obs settings is the overlay's obs.env.
+//! - `drift`: the example services are configured as in compose, deploy/README.md's table of
+//!   obs settings is the overlay's obs.env, and obs's probe takes the services' path.
 //! - `examples`: the example services, run with exactly their rendered environment (downward API
 //!   resolved as the kubelet does, and in the overlay the Operator's SDK injection applied), send
 //!   telemetry whose resource carries the pod's `k8s.*` attributes.
