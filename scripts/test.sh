@@ -20,6 +20,12 @@ fi
 # tests/tests/kubernetes_manifests: kubectl renders deploy/kubernetes/ (its built-in kustomize) and
 # kubernetes-validate checks the objects against the Kubernetes 1.37 schemas it ships.
 pip_install() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-pip >/dev/null
+  fi
   python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
