@@ -22,7 +22,8 @@
 //!   obs settings is the overlay's obs.env, and obs's probe takes the services' path.
 //! - `examples`: the example services, run with exactly their rendered environment (downward API
 //!   resolved as the kubelet does, and in the overlay the Operator's SDK injection applied), send
-//!   telemetry whose resource carries the pod's `k8s.*` attributes.
+//!   telemetry whose resource carries the pod's `k8s.*` attributes; `operator` models the
+//!   Operator's webhook for that.
 //!
 //! The tests fail, never skip, when `kubectl` or `kubernetes-validate` is missing:
 //! `scripts/test.sh` installs them.
@@ -36,6 +37,7 @@ mod kube;
 mod mounts;
 mod obs_binary;
 mod obs_settings;
+mod operator;
 mod pod_env;
 mod pod_security;
 mod provisioning;
