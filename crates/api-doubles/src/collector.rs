@@ -18,6 +18,11 @@
 //! [`CollectorDouble::refusals`], as the exporter would log it. Single-tenant stores ignore the
 //! header; Jaeger has no such tenancy.
 //!
+//! TLS ([`CollectorBuilder::tls`]): the intake serves OTLP over TLS with a [`TestCa`], optionally
+//! requiring a client certificate, as a receiver with `tls: {cert_file, key_file, client_ca_file}`
+//! does; its endpoints become `https://localhost:<port>` (the name the test server certificate is
+//! valid for).
+//!
 //! Not modelled: processors (batching, memory limiter, resource detection), the exporters'
 //! retry and queue (a store that is down still receives the data, as if the retry succeeded once
 //! it came back), metrics export (metrics are only kept; see [`CollectorDouble::snapshot`]), and
@@ -33,6 +38,7 @@ use crate::jaeger::{JAEGER_TENANT, JaegerDouble};
 use crate::loki::LokiDouble;
 use crate::tempo::TempoDouble;
 use crate::tenancy::{NO_ORG_ID, Tenancy, TenantError, parse_org_id};
+use crate::tls::{TestCa, TlsChoice, TlsMode};
 
 /// Which `X-Scope-OrgID` the collector's exporters send to Tempo and Loki.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,9 +60,23 @@ pub struct CollectorBuilder<'a> {
     jaeger: Option<&'a JaegerDouble>,
     loki: Option<&'a LokiDouble>,
     tenant: TenantHeader,
+    tls: Option<TlsChoice>,
 }
 
 impl<'a> CollectorBuilder<'a> {
+    /// Serves the OTLP intake over TLS with a fresh [`TestCa`] (see [`CollectorDouble::ca`]).
+    pub fn tls(mut self, mode: TlsMode) -> Self {
+        self.tls = Some(TlsChoice { mode, ca: None });
+        self
+    }
+
+    /// Serves the OTLP intake over TLS with certificates of `ca`.
+    pub fn tls_with(mut self, mode: TlsMode, ca: &Arc<TestCa>) -> Self {
+        let ca = Some(Arc::clone(ca));
+        self.tls = Some(TlsChoice { mode, ca });
+        self
+    }
+
     /// Exports traces to `tempo`.
     pub fn tempo(mut self, tempo: &'a TempoDouble) -> Self {
         self.tempo = Some(tempo);
@@ -92,6 +112,7 @@ impl<'a> CollectorBuilder<'a> {
 pub struct CollectorDouble {
     receiver: Arc<OtlpReceiver>,
     refusals: Arc<Mutex<Vec<String>>>,
+    ca: Option<Arc<TestCa>>,
     _running: Running,
 }
 
@@ -124,6 +145,7 @@ impl CollectorDouble {
             jaeger,
             loki,
             tenant: TenantHeader::None,
+            tls: None,
         })
     }
 
@@ -173,13 +195,30 @@ impl CollectorDouble {
                 }
             }
         });
+        let (ca, settings) = match &builder.tls {
+            None => (None, None),
+            Some(choice) => {
+                let ca = choice.resolve()?;
+                let settings = match choice.mode {
+                    TlsMode::ServerOnly => ca.pki().server_only_settings(),
+                    TlsMode::ClientCert => ca.pki().mtls_settings(),
+                };
+                (Some(ca), Some(settings))
+            }
+        };
         let (running, receiver) =
-            chassis::run_with_intake("collector", Vec::new(), sink, None, Arc::default())?;
+            chassis::run_with_intake("collector", Vec::new(), sink, settings, Arc::default())?;
         Ok(Self {
             receiver,
             refusals,
+            ca,
             _running: running,
         })
+    }
+
+    /// The test CA when the intake serves TLS.
+    pub fn ca(&self) -> Option<&Arc<TestCa>> {
+        self.ca.as_ref()
     }
 
     /// What the stores refused so far, one line per refused export and store, as the
@@ -188,7 +227,8 @@ impl CollectorDouble {
         lock(&self.refusals).clone()
     }
 
-    /// The OTLP/gRPC endpoint (the collector's 4317), `http://127.0.0.1:<port>`.
+    /// The OTLP/gRPC endpoint (the collector's 4317), `http://127.0.0.1:<port>` (with TLS:
+    /// `https://localhost:<port>`).
     pub fn grpc_endpoint(&self) -> String {
         self.receiver.grpc_endpoint()
     }

@@ -11,8 +11,9 @@
 //! 2. Credentials ([`Gateway::allow`]), as RFC 7235 and 7617 (Basic) / RFC 6750 (Bearer) say:
 //!    a request without an `Authorization` header, or with one that matches no allowed
 //!    credential, answers **401** with a `WWW-Authenticate` challenge for each accepted scheme
-//!    (`Basic realm="…", charset="UTF-8"`, `Bearer realm="…"`; a wrong bearer token adds
-//!    `error="invalid_token"`) and nginx's `401 Authorization Required` page; a credential that is
+//!    (`Basic realm="…"` as nginx's `auth_basic "…"` writes it; `Bearer realm="…"` as an RFC 6750
+//!    token service behind nginx's `auth_request` would, adding `error="invalid_token"` for a
+//!    wrong token) and nginx's `401 Authorization Required` page; a credential that is
 //!    known but not allowed here ([`Gateway::forbid`]) answers **403** with nginx's
 //!    `403 Forbidden` page. Comparison is exact (scheme name case-insensitive, as RFC 7235 says).
 //!
@@ -230,7 +231,7 @@ fn challenge(gateway: &Gateway, realm: &str, wrong_bearer: bool) -> Response {
         }
     };
     if basic {
-        add(format!(r#"Basic realm="{realm}", charset="UTF-8""#));
+        add(format!(r#"Basic realm="{realm}""#));
     }
     if bearer {
         let error = if wrong_bearer {

@@ -1,14 +1,18 @@
-//! HTTPS for a double's HTTP port, with a throw-away test CA, optionally requiring a client
-//! certificate (mutual TLS), as a TLS-terminating gateway in front of Tempo or Loki (or their
-//! own `http_tls_config`) would.
+//! HTTPS for a double, with a throw-away test CA, optionally requiring a client certificate
+//! (mutual TLS), as a TLS-terminating gateway in front of Tempo or Loki (or their own
+//! `http_tls_config`, or a collector receiver's `tls:` settings) would.
+//!
+//! Tempo and Loki builders (`tls`, `tls_with`) put it on every port of the double: the query
+//! port (URL `https://127.0.0.1:<port>`) and the OTLP intake (a multi-tenant Tempo's own intake at
+//! `https://127.0.0.1:<port>`; the shared `otlp-receiver` of a single-tenant Tempo, and of the
+//! collector double, at `https://localhost:<port>`, the name it gives its TLS endpoints).
 //!
 //! The workspace's one TLS stack: rustls with the `ring` provider, tokio-rustls, and the test
 //! PKI of `otlp_receiver::tls::TestPki` (rcgen; ECDSA P-256; a CA, a server certificate for
 //! `localhost` and `127.0.0.1`, a client certificate, and an unrelated CA with a client of its
 //! own). [`TestCa`] adds the PEM files on disk, for a process under test that takes paths.
-//!
-//! With TLS, a double's URL becomes `https://127.0.0.1:<port>`; a handshake must complete
-//! within [`HANDSHAKE_TIMEOUT`]. TLS 1.3 and 1.2 (rustls' safe defaults).
+//! A handshake must complete within [`HANDSHAKE_TIMEOUT`]; TLS 1.3 and 1.2 (rustls' safe
+//! defaults).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -330,6 +330,49 @@ fn messaging(c: &mut Criterion) {
                 span.end();
             });
         });
+        // The same CONSUMER span and its two metrics written by hand on the SDK: extract with
+        // the SDK's propagator, start the span with its attributes, attach it, end it, record
+        // the duration histogram and the counter, as a user without our helper would.
+        let tracer = telemetry
+            .tracer_provider()
+            .expect("tracer provider")
+            .tracer("bench");
+        let meter = telemetry.meter("bench");
+        let duration = meter
+            .f64_histogram("messaging.process.duration")
+            .with_unit("s")
+            .build();
+        let consumed = meter
+            .u64_counter("messaging.client.consumed.messages")
+            .build();
+        let propagator = opentelemetry_sdk::propagation::TraceContextPropagator::new();
+        bench(c, &format!("sdk_floor/consumer_by_hand_{suffix}"), || {
+            let started = std::time::Instant::now();
+            let parent = propagator.extract(black_box(&received));
+            let span = tracer
+                .span_builder("process orders.events")
+                .with_kind(SpanKind::Consumer)
+                .with_attributes([
+                    KeyValue::new("messaging.system", "nats"),
+                    KeyValue::new("messaging.destination.name", "orders.events"),
+                    KeyValue::new("messaging.operation.type", "process"),
+                    KeyValue::new("messaging.operation.name", "process"),
+                ])
+                .start_with_context(&tracer, &parent);
+            let cx = parent.with_span(span);
+            {
+                let _attached = cx.clone().attach();
+                black_box(&cx);
+            }
+            cx.span().end();
+            let attributes = [
+                KeyValue::new("messaging.system", "nats"),
+                KeyValue::new("messaging.operation.name", "process"),
+                KeyValue::new("messaging.destination.name", "orders.events"),
+            ];
+            duration.record(started.elapsed().as_secs_f64(), &attributes);
+            consumed.add(1, &attributes);
+        });
         report(&format!("messaging ({suffix})"), &telemetry);
     }
 }

@@ -674,6 +674,7 @@ impl<S: tracing::Subscriber> Layer<S> for CurrentInstance {}
 
 /// The tracer of the instance whose `tracing` subscriber is current on this thread; without
 /// one, the global instance's.
+#[cfg(feature = "http-client")]
 pub(crate) fn current_tracer() -> Option<SdkTracer> {
     let local = tracing::dispatcher::get_default(|dispatch| {
         dispatch

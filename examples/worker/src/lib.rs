@@ -31,7 +31,7 @@ pub fn rejects(order_id: u64) -> bool {
 
 /// Handles one event inside a CONSUMER span that continues the producer's trace; a rejected or
 /// malformed event marks the span and the processing metrics failed.
-pub fn handle(system: &str, headers: &impl MessageHeaders, payload: &[u8]) -> Processed {
+pub fn handle(system: &'static str, headers: &impl MessageHeaders, payload: &[u8]) -> Processed {
     let span = consumer_span(system, SUBJECT, headers);
     let processed = span.in_scope(|| match serde_json::from_slice::<OrderViewed>(payload) {
         Ok(event) if rejects(event.order_id) => {

@@ -366,7 +366,7 @@ impl FaultState {
     }
 }
 
-/// A double's fault switches: its listeners, its OTLP intake and its [`FaultState`]. Reached
+/// A double's fault switches: its listeners, its OTLP intake and its fault state. Reached
 /// through [`FaultSwitches`].
 #[derive(Debug)]
 pub struct Faults {

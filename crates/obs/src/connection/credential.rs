@@ -21,7 +21,8 @@ fn secret(
             second: store.setting(file_setting),
             why: "keep one (the file is safer: a flag shows in `ps`)",
         }),
-        (Some(v), None) => Ok(Some((v.trim().to_string(), store.setting(value_setting)))),
+        // A value is taken as given (a password may end in a space); a file loses its newline.
+        (Some(v), None) => Ok(Some((v.to_string(), store.setting(value_setting)))),
         (None, Some(path)) => Ok(Some((
             files::read_secret(store, file_setting, path)?,
             format!("{} {}", store.setting(file_setting), path.display()),

@@ -22,6 +22,8 @@ use opentelemetry::trace::SpanContext;
 
 use crate::metrics::ExemplarStore;
 
+const ERROR_TYPE: &str = "error.type";
+
 /// `messaging.client.operation.duration`: how long a publish took (producers).
 pub const CLIENT_OPERATION_DURATION: &str = "messaging.client.operation.duration";
 /// `messaging.client.sent.messages`: messages a producer attempted to publish.
@@ -101,8 +103,9 @@ pub(crate) struct Outcome {
     instruments: Arc<MessagingInstruments>,
     side: Side,
     started: Instant,
-    /// `messaging.system`, `messaging.operation.name`, and the destination's name or template.
-    attributes: [KeyValue; 3],
+    /// `messaging.system`, `messaging.operation.name`, the destination's name or template, and
+    /// a slot for `error.type` (recorded only when the operation failed).
+    attributes: [KeyValue; 4],
     error_type: Mutex<Option<Cow<'static, str>>>,
     span_context: SpanContext,
 }
@@ -114,11 +117,17 @@ impl Outcome {
         attributes: [KeyValue; 3],
         span_context: SpanContext,
     ) -> Self {
+        let [system, operation, destination] = attributes;
         Self {
             instruments,
             side,
             started: Instant::now(),
-            attributes,
+            attributes: [
+                system,
+                operation,
+                destination,
+                KeyValue::new(ERROR_TYPE, ""),
+            ],
             error_type: Mutex::new(None),
             span_context,
         }
@@ -140,21 +149,15 @@ impl Outcome {
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        let [system, operation, destination] = self.attributes.clone();
-        let mut attributes = [
-            system,
-            operation,
-            destination,
-            KeyValue::new("error.type", ""),
-        ];
+        // The attributes are recorded in place: no clone on the hot path.
         let present = match error_type {
             Some(error_type) => {
-                attributes[3] = KeyValue::new("error.type", error_type);
+                self.attributes[3] = KeyValue::new(ERROR_TYPE, error_type);
                 4
             }
             None => 3,
         };
-        let attributes = attributes.get(..present).unwrap_or_default();
+        let attributes = self.attributes.get(..present).unwrap_or_default();
         let instruments = &self.instruments;
         let (duration, count, name) = match self.side {
             Side::Producer => (

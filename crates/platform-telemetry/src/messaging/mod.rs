@@ -29,7 +29,7 @@ use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::trace::{
     Link, Span as _, SpanContext, SpanKind, Status, TraceContextExt as _, Tracer as _,
 };
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, StringValue};
 
 pub(crate) use self::metrics::MessagingInstruments;
 pub use self::metrics::{
@@ -38,6 +38,12 @@ pub use self::metrics::{
 use self::metrics::{Outcome, Side};
 use crate::propagation::{MessageHeaders, extract, inject_context};
 use crate::telemetry::current_messaging;
+
+const SYSTEM: &str = "messaging.system";
+const DESTINATION_NAME: &str = "messaging.destination.name";
+const DESTINATION_TEMPLATE: &str = "messaging.destination.template";
+const OPERATION_NAME: &str = "messaging.operation.name";
+const OPERATION_TYPE: &str = "messaging.operation.type";
 
 /// Where a message goes: a queue, topic or subject.
 ///
@@ -59,12 +65,13 @@ use crate::telemetry::current_messaging;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Destination<'a> {
     name: &'a str,
-    template: Option<&'a str>,
+    template: Option<&'static str>,
 }
 
 impl<'a> Destination<'a> {
-    /// A destination whose name holds ids, with the low-cardinality template it follows.
-    pub fn templated(name: &'a str, template: &'a str) -> Self {
+    /// A destination whose name holds ids, with the low-cardinality template it follows (a
+    /// constant of the code, like a route template).
+    pub fn templated(name: &'a str, template: &'static str) -> Self {
         Self {
             name,
             template: Some(template),
@@ -77,7 +84,7 @@ impl<'a> Destination<'a> {
     }
 
     /// The template, if the name holds ids.
-    pub fn template(&self) -> Option<&'a str> {
+    pub fn template(&self) -> Option<&'static str> {
         self.template
     }
 
@@ -85,14 +92,12 @@ impl<'a> Destination<'a> {
     fn low_cardinality(&self) -> &'a str {
         self.template.unwrap_or(self.name)
     }
+}
 
-    /// The destination attribute of the metrics.
-    fn metric_attribute(&self) -> KeyValue {
-        match self.template {
-            Some(template) => KeyValue::new("messaging.destination.template", template.to_owned()),
-            None => KeyValue::new("messaging.destination.name", self.name.to_owned()),
-        }
-    }
+/// The destination's name, copied once and shared (by reference count) between the span and
+/// the metrics.
+fn shared_name(destination: &Destination<'_>) -> StringValue {
+    StringValue::from(Arc::<str>::from(destination.name))
 }
 
 impl<'a> From<&'a str> for Destination<'a> {
@@ -184,11 +189,11 @@ impl MessageSpan {
     }
 }
 
-/// Starts a span as a child of `parent`, with its metrics; `attributes` runs only when it
-/// records.
+/// Starts a span as a child of `parent`, with its metrics; the span's attributes are built only
+/// when it records.
 fn start(
     side: Side,
-    system: &str,
+    system: &'static str,
     destination: Destination<'_>,
     parent: &Context,
     links: Option<Vec<Link>>,
@@ -203,6 +208,9 @@ fn start(
             outcome: None,
         };
     };
+    // Copied at most once, only when needed: for a recording span, or for the metrics of a
+    // destination without a template.
+    let mut name: Option<StringValue> = None;
     let cx = match tracer {
         Some(tracer) => {
             let mut builder = tracer.span_builder(operation).with_kind(kind);
@@ -211,23 +219,40 @@ fn start(
             }
             crate::traces::start_child(&tracer, builder, parent, |span| {
                 span.update_name(format!("{operation} {}", destination.low_cardinality()));
-                span.set_attributes(span_attributes(
-                    system,
-                    destination,
-                    operation_type,
-                    operation,
-                ));
+                let shared = name
+                    .get_or_insert_with(|| shared_name(&destination))
+                    .clone();
+                let mut attributes = Vec::with_capacity(5);
+                attributes.extend([
+                    KeyValue::new(SYSTEM, system),
+                    KeyValue::new(DESTINATION_NAME, shared),
+                    KeyValue::new(OPERATION_TYPE, operation_type),
+                    KeyValue::new(OPERATION_NAME, operation),
+                ]);
+                if let Some(template) = destination.template {
+                    attributes.push(KeyValue::new(DESTINATION_TEMPLATE, template));
+                }
+                span.set_attributes(attributes);
             })
         }
         None => parent.clone(),
+    };
+    // The metrics name the template when there is one (no copy), else the shared name.
+    let metric_destination = match destination.template {
+        Some(template) => KeyValue::new(DESTINATION_TEMPLATE, template),
+        None => KeyValue::new(
+            DESTINATION_NAME,
+            name.get_or_insert_with(|| shared_name(&destination))
+                .clone(),
+        ),
     };
     let outcome = Outcome::new(
         instruments,
         side,
         [
-            KeyValue::new("messaging.system", system.to_owned()),
-            KeyValue::new("messaging.operation.name", operation),
-            destination.metric_attribute(),
+            KeyValue::new(SYSTEM, system),
+            KeyValue::new(OPERATION_NAME, operation),
+            metric_destination,
         ],
         cx.span().span_context().clone(),
     );
@@ -237,29 +262,8 @@ fn start(
     }
 }
 
-fn span_attributes(
-    system: &str,
-    destination: Destination<'_>,
-    operation_type: &'static str,
-    operation_name: &'static str,
-) -> Vec<KeyValue> {
-    let mut attributes = vec![
-        KeyValue::new("messaging.system", system.to_owned()),
-        KeyValue::new("messaging.destination.name", destination.name.to_owned()),
-        KeyValue::new("messaging.operation.type", operation_type),
-        KeyValue::new("messaging.operation.name", operation_name),
-    ];
-    if let Some(template) = destination.template {
-        attributes.push(KeyValue::new(
-            "messaging.destination.template",
-            template.to_owned(),
-        ));
-    }
-    attributes
-}
-
 /// Starts a PRODUCER span for sending a message to `destination` on `system` (`"nats"`,
-/// `"kafka"`, …; the semantic conventions' `messaging.system`), as a child of the current
+/// `"kafka"`, …; the semantic conventions' `messaging.system`, a constant), as a child of the current
 /// context, and writes its context into the message's `headers`. Publish inside it; on
 /// failure, [`MessageSpan::set_error`]. When it ends it records
 /// `messaging.client.operation.duration` and `messaging.client.sent.messages`.
@@ -272,7 +276,7 @@ fn span_attributes(
 /// # drop(span);
 /// ```
 pub fn producer_span<'a, H: MessageHeaders + ?Sized>(
-    system: &str,
+    system: &'static str,
     destination: impl Into<Destination<'a>>,
     headers: &mut H,
 ) -> MessageSpan {
@@ -304,7 +308,7 @@ pub fn producer_span<'a, H: MessageHeaders + ?Sized>(
 /// # drop(span);
 /// ```
 pub fn consumer_span<'a, H: MessageHeaders + ?Sized>(
-    system: &str,
+    system: &'static str,
     destination: impl Into<Destination<'a>>,
     headers: &H,
 ) -> MessageSpan {
