@@ -22,6 +22,7 @@ use crate::config::{Resolved, Warnings};
 use crate::exporters::{ConsoleMetricExporter, ExportRuntime, metric_exporter};
 use crate::limits::LimitCounts;
 use crate::pipeline::Counters;
+use crate::semconv::attr;
 
 pub use exposition::ExpositionFormat;
 
@@ -178,7 +179,11 @@ pub(crate) fn register_pipeline_metrics(
             logs.clone(),
         ),
     ] {
-        let component = KeyValue::new("otel.component.type", processor_type);
+        // One processor and one exporter of each signal per instance: instance counter 0.
+        let component = [
+            KeyValue::new(attr::OTEL_COMPONENT_TYPE, processor_type),
+            KeyValue::new(attr::OTEL_COMPONENT_NAME, format!("{processor_type}/0")),
+        ];
         let c = counters.clone();
         let attrs = component.clone();
         let _processed = meter
@@ -191,15 +196,24 @@ pub(crate) fn register_pipeline_metrics(
             )
             .with_callback(move |observer| {
                 let s = c.snapshot();
-                observer.observe(s.exported + s.failed, std::slice::from_ref(&attrs));
+                let [kind, name] = &attrs;
+                observer.observe(s.exported + s.failed, &attrs);
                 observer.observe(
                     s.dropped - s.dropped_after_shutdown,
-                    &[attrs.clone(), KeyValue::new("error.type", "queue_full")],
+                    &[
+                        kind.clone(),
+                        name.clone(),
+                        KeyValue::new(attr::ERROR_TYPE, "queue_full"),
+                    ],
                 );
                 if s.dropped_after_shutdown > 0 {
                     observer.observe(
                         s.dropped_after_shutdown,
-                        &[attrs.clone(), KeyValue::new("error.type", "shutdown")],
+                        &[
+                            kind.clone(),
+                            name.clone(),
+                            KeyValue::new(attr::ERROR_TYPE, "shutdown"),
+                        ],
                     );
                 }
             })
@@ -212,7 +226,7 @@ pub(crate) fn register_pipeline_metrics(
             .with_description("Items waiting in the export queue or being exported")
             .with_callback(move |observer| {
                 let size = i64::try_from(c.snapshot().queued).unwrap_or(i64::MAX);
-                observer.observe(size, std::slice::from_ref(&attrs));
+                observer.observe(size, &attrs);
             })
             .build();
         let c = counters.clone();
@@ -223,11 +237,15 @@ pub(crate) fn register_pipeline_metrics(
             .with_description("The export queue's bound")
             .with_callback(move |observer| {
                 let capacity = i64::try_from(c.snapshot().capacity).unwrap_or(i64::MAX);
-                observer.observe(capacity, std::slice::from_ref(&attrs));
+                observer.observe(capacity, &attrs);
             })
             .build();
         let c = counters;
-        let exporter = KeyValue::new("otel.component.type", format!("otlp_{signal}_exporter"));
+        let exporter_type = format!("otlp_{signal}_exporter");
+        let exporter = [
+            KeyValue::new(attr::OTEL_COMPONENT_NAME, format!("{exporter_type}/0")),
+            KeyValue::new(attr::OTEL_COMPONENT_TYPE, exporter_type),
+        ];
         let _exported = meter
             .u64_observable_counter(format!("otel.sdk.exporter.{signal}.exported"))
             .with_unit(unit)
@@ -236,12 +254,14 @@ pub(crate) fn register_pipeline_metrics(
             )
             .with_callback(move |observer| {
                 let s = c.snapshot();
-                observer.observe(s.exported, std::slice::from_ref(&exporter));
+                let [name, kind] = &exporter;
+                observer.observe(s.exported, &exporter);
                 observer.observe(
                     s.failed,
                     &[
-                        exporter.clone(),
-                        KeyValue::new("error.type", "export_failed"),
+                        name.clone(),
+                        kind.clone(),
+                        KeyValue::new(attr::ERROR_TYPE, "export_failed"),
                     ],
                 );
             })

@@ -21,15 +21,16 @@ use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::SpanContext;
 
 use crate::metrics::ExemplarStore;
+use crate::semconv::{attr, metric};
 
 /// `messaging.client.operation.duration`: how long a publish took (producers).
-pub const CLIENT_OPERATION_DURATION: &str = "messaging.client.operation.duration";
+pub const CLIENT_OPERATION_DURATION: &str = metric::MESSAGING_CLIENT_OPERATION_DURATION;
 /// `messaging.client.sent.messages`: messages a producer attempted to publish.
-pub const CLIENT_SENT_MESSAGES: &str = "messaging.client.sent.messages";
+pub const CLIENT_SENT_MESSAGES: &str = metric::MESSAGING_CLIENT_SENT_MESSAGES;
 /// `messaging.process.duration`: how long a consumer took to process a message.
-pub const PROCESS_DURATION: &str = "messaging.process.duration";
+pub const PROCESS_DURATION: &str = metric::MESSAGING_PROCESS_DURATION;
 /// `messaging.client.consumed.messages`: messages delivered to a consumer.
-pub const CLIENT_CONSUMED_MESSAGES: &str = "messaging.client.consumed.messages";
+pub const CLIENT_CONSUMED_MESSAGES: &str = metric::MESSAGING_CLIENT_CONSUMED_MESSAGES;
 
 /// Bucket boundaries (seconds) the semantic conventions advise for messaging durations (the
 /// same as for HTTP).
@@ -145,11 +146,11 @@ impl Outcome {
             system,
             operation,
             destination,
-            KeyValue::new("error.type", ""),
+            KeyValue::new(attr::ERROR_TYPE, ""),
         ];
         let present = match error_type {
             Some(error_type) => {
-                attributes[3] = KeyValue::new("error.type", error_type);
+                attributes[3] = KeyValue::new(attr::ERROR_TYPE, error_type);
                 4
             }
             None => 3,

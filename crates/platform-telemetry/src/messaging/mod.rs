@@ -37,6 +37,7 @@ pub use self::metrics::{
 };
 use self::metrics::{Outcome, Side};
 use crate::propagation::{MessageHeaders, extract, inject_context};
+use crate::semconv::attr;
 use crate::telemetry::current_messaging;
 
 /// Where a message goes: a queue, topic or subject.
@@ -90,9 +91,9 @@ impl<'a> Destination<'a> {
     fn metric_attribute(&self) -> KeyValue {
         match self.template {
             Some(template) => {
-                KeyValue::new("messaging.destination.template", template.to_owned())
+                KeyValue::new(attr::MESSAGING_DESTINATION_TEMPLATE, template.to_owned())
             }
-            None => KeyValue::new("messaging.destination.name", self.name.to_owned()),
+            None => KeyValue::new(attr::MESSAGING_DESTINATION_NAME, self.name.to_owned()),
         }
     }
 }
@@ -156,7 +157,7 @@ impl MessageSpan {
         let error_type: Cow<'static, str> = error_type.into();
         let span = self.cx.span();
         span.set_status(Status::error(error_type.clone()));
-        span.set_attribute(KeyValue::new("error.type", error_type.clone()));
+        span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type.clone()));
         if let Some(outcome) = &self.outcome {
             outcome.fail(error_type);
         }
@@ -227,8 +228,8 @@ fn start(
         instruments,
         side,
         [
-            KeyValue::new("messaging.system", system.to_owned()),
-            KeyValue::new("messaging.operation.name", operation),
+            KeyValue::new(attr::MESSAGING_SYSTEM, system.to_owned()),
+            KeyValue::new(attr::MESSAGING_OPERATION_NAME, operation),
             destination.metric_attribute(),
         ],
         cx.span().span_context().clone(),
@@ -246,14 +247,17 @@ fn span_attributes(
     operation_name: &'static str,
 ) -> Vec<KeyValue> {
     let mut attributes = vec![
-        KeyValue::new("messaging.system", system.to_owned()),
-        KeyValue::new("messaging.destination.name", destination.name.to_owned()),
-        KeyValue::new("messaging.operation.type", operation_type),
-        KeyValue::new("messaging.operation.name", operation_name),
+        KeyValue::new(attr::MESSAGING_SYSTEM, system.to_owned()),
+        KeyValue::new(
+            attr::MESSAGING_DESTINATION_NAME,
+            destination.name.to_owned(),
+        ),
+        KeyValue::new(attr::MESSAGING_OPERATION_TYPE, operation_type),
+        KeyValue::new(attr::MESSAGING_OPERATION_NAME, operation_name),
     ];
     if let Some(template) = destination.template {
         attributes.push(KeyValue::new(
-            "messaging.destination.template",
+            attr::MESSAGING_DESTINATION_TEMPLATE,
             template.to_owned(),
         ));
     }
@@ -315,11 +319,5 @@ pub fn consumer_span<'a, H: MessageHeaders + ?Sized>(
     let links = producer
         .is_valid()
         .then(|| vec![Link::with_context(producer)]);
-    start(
-        Side::Consumer,
-        system,
-        destination.into(),
-        &parent,
-        links,
-    )
+    start(Side::Consumer, system, destination.into(), &parent, links)
 }
