@@ -118,7 +118,13 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
     ),
     (
         "otel_sdk_exporter_span_exported_total",
-        &["otel_component_type", "otel_component_name", "error_type"],
+        &[
+            "otel_component_type",
+            "otel_component_name",
+            "server_address",
+            "server_port",
+            "error_type",
+        ],
     ),
     (
         "otel_sdk_processor_span_queue_size",

@@ -149,6 +149,7 @@ pub(crate) fn register_pipeline_metrics(
     spans: &Arc<Counters>,
     logs: &Arc<Counters>,
     limits: &Arc<LimitCounts>,
+    endpoints: [&str; 2],
 ) {
     let l = limits.clone();
     let _log_attributes_dropped = meter
@@ -170,13 +171,21 @@ pub(crate) fn register_pipeline_metrics(
         )
         .with_callback(move |observer| observer.observe(l.overflowed_streams(), &[]))
         .build();
-    for (signal, unit, processor_type, counters) in [
-        ("span", "{span}", "batching_span_processor", spans.clone()),
+    let [span_endpoint, log_endpoint] = endpoints;
+    for (signal, unit, processor_type, counters, endpoint) in [
+        (
+            "span",
+            "{span}",
+            "batching_span_processor",
+            spans.clone(),
+            span_endpoint,
+        ),
         (
             "log",
             "{log_record}",
             "batching_log_processor",
             logs.clone(),
+            log_endpoint,
         ),
     ] {
         // One processor and one exporter of each signal per instance: instance counter 0.
@@ -242,10 +251,13 @@ pub(crate) fn register_pipeline_metrics(
             .build();
         let c = counters;
         let exporter_type = format!("otlp_{signal}_exporter");
-        let exporter = [
+        let mut exporter = vec![
             KeyValue::new(attr::OTEL_COMPONENT_NAME, format!("{exporter_type}/0")),
             KeyValue::new(attr::OTEL_COMPONENT_TYPE, exporter_type),
         ];
+        exporter.extend(endpoint_server(endpoint));
+        let mut failed = exporter.clone();
+        failed.push(KeyValue::new(attr::ERROR_TYPE, "export_failed"));
         let _exported = meter
             .u64_observable_counter(format!("otel.sdk.exporter.{signal}.exported"))
             .with_unit(unit)
@@ -254,19 +266,35 @@ pub(crate) fn register_pipeline_metrics(
             )
             .with_callback(move |observer| {
                 let s = c.snapshot();
-                let [name, kind] = &exporter;
                 observer.observe(s.exported, &exporter);
-                observer.observe(
-                    s.failed,
-                    &[
-                        name.clone(),
-                        kind.clone(),
-                        KeyValue::new(attr::ERROR_TYPE, "export_failed"),
-                    ],
-                );
+                observer.observe(s.failed, &failed);
             })
             .build();
     }
+}
+
+/// `server.address` and `server.port` of an OTLP endpoint URL (recommended on the
+/// `otel.sdk.exporter.*` metrics): the port the URL names, else its scheme's. Nothing for a URL
+/// without a host (the configuration has already warned about it).
+pub(crate) fn endpoint_server(url: &str) -> Vec<KeyValue> {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return Vec::new();
+    };
+    let Some(host) = uri.host() else {
+        return Vec::new();
+    };
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let mut out = vec![KeyValue::new(attr::SERVER_ADDRESS, host)];
+    out.extend(port.map(|p| KeyValue::new(attr::SERVER_PORT, i64::from(p))));
+    out
 }
 
 /// The latest sampled trace per histogram series, for OpenMetrics exemplars: a latency spike on
@@ -410,6 +438,34 @@ impl exposition::ExemplarLookup for ExemplarStore {
 mod tests {
     use super::exposition::ExemplarLookup as _;
     use super::*;
+
+    #[test]
+    fn an_exporter_names_its_endpoints_host_and_port() {
+        let pairs = |url: &str| -> Vec<(String, String)> {
+            endpoint_server(url)
+                .into_iter()
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .collect()
+        };
+        let both = |host: &str, port: &str| {
+            vec![
+                ("server.address".to_string(), host.to_string()),
+                ("server.port".to_string(), port.to_string()),
+            ]
+        };
+        assert_eq!(
+            pairs("http://collector:4318/v1/traces"),
+            both("collector", "4318")
+        );
+        assert_eq!(
+            pairs("https://otel.example.com"),
+            both("otel.example.com", "443")
+        );
+        assert_eq!(pairs("http://[::1]:4317"), both("::1", "4317"));
+        assert_eq!(pairs("http://user:secret@host:1/x"), both("host", "1"));
+        assert!(pairs("").is_empty());
+        assert!(pairs("not a url").is_empty());
+    }
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
     fn span(sampled: bool) -> SpanContext {

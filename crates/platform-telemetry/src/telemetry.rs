@@ -612,6 +612,18 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
                 &span_counters,
                 &log_counters,
                 &cfg.limits.counts,
+                [
+                    if cfg.traces_exporters.otlp {
+                        &cfg.traces_otlp.endpoint
+                    } else {
+                        ""
+                    },
+                    if cfg.logs_exporters.otlp {
+                        &cfg.logs_otlp.endpoint
+                    } else {
+                        ""
+                    },
+                ],
             );
         }
         (Some(tracer_provider), logger_provider, meters)

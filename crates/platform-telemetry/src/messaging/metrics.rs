@@ -142,20 +142,31 @@ impl Outcome {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         let [system, operation, destination] = self.attributes.clone();
+        // The count's attributes, then `messaging.operation.type` for the producer's
+        // `messaging.client.operation.duration` (conditionally required there; the process
+        // duration's operation is implied).
         let mut attributes = [
             system,
             operation,
             destination,
             KeyValue::new(attr::ERROR_TYPE, ""),
+            KeyValue::new(attr::MESSAGING_OPERATION_TYPE, "send"),
         ];
         let present = match error_type {
             Some(error_type) => {
                 attributes[3] = KeyValue::new(attr::ERROR_TYPE, error_type);
                 4
             }
-            None => 3,
+            None => {
+                attributes.swap(3, 4);
+                3
+            }
         };
-        let attributes = attributes.get(..present).unwrap_or_default();
+        let counted = attributes.get(..present).unwrap_or_default();
+        let timed = match self.side {
+            Side::Producer => attributes.get(..=present).unwrap_or_default(),
+            Side::Consumer => counted,
+        };
         let instruments = &self.instruments;
         let (duration, count, name) = match self.side {
             Side::Producer => (
@@ -169,12 +180,12 @@ impl Outcome {
                 PROCESS_DURATION,
             ),
         };
-        duration.record(elapsed, attributes);
-        count.add(1, attributes);
+        duration.record(elapsed, timed);
+        count.add(1, counted);
         if self.span_context.is_sampled() {
             instruments
                 .exemplars
-                .record(name, attributes, elapsed, &self.span_context);
+                .record(name, timed, elapsed, &self.span_context);
         }
     }
 }

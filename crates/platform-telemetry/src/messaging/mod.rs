@@ -17,7 +17,8 @@
 //!
 //! with `messaging.system`, `messaging.operation.name` (`publish`, `process`), the destination
 //! ([`Destination`]: its name, or its template when the name holds ids) and `error.type` when
-//! [`MessageSpan::set_error`] marked it failed.
+//! [`MessageSpan::set_error`] marked it failed; the producer's duration also carries
+//! `messaging.operation.type` (`send`).
 
 mod metrics;
 
