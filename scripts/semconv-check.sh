@@ -146,53 +146,60 @@ wait "$weaver_pid" || true
 report="$out/live_check.json"
 [ -s "$report" ] || { echo "semconv-check: weaver wrote no report (see $out/weaver.log)" >&2; exit 1; }
 
-python3 - "$report" "$fail_on" "$out/summary.txt" <<'EOF'
-import json, sys, collections
+python3 - "$report" "$fail_on" "$out/summary.txt" <<'PY'
+"""Counts Weaver's findings by level and kind, lists each distinct one, fails at fail_on."""
+import collections
+import json
+import sys
+
 report_path, fail_on, summary_path = sys.argv[1:4]
-with open(report_path) as f:
-    text = f.read()
-# --format json streams one JSON document per sample, then the statistics.
-decoder, docs, i = json.JSONDecoder(), [], 0
-while i < len(text):
-    while i < len(text) and text[i].isspace():
-        i += 1
-    if i >= len(text):
-        break
-    doc, i = decoder.raw_decode(text, i)
-    docs.append(doc)
+with open(report_path, encoding="utf-8") as f:
+    report = json.load(f)
+levels = ["violation", "improvement", "information"]
 findings = collections.Counter()
-def walk(node, where):
+
+
+def walk(node):
+    """Every advice of every sample: resources, scopes, spans, span events, metrics, logs."""
     if isinstance(node, dict):
         result = node.get("live_check_result")
         if isinstance(result, dict):
-            for advice in result.get("all_advice", []):
-                findings[(advice.get("level"), advice.get("id") or advice.get("advice_type"),
-                          where, json.dumps(advice.get("context") or advice.get("signal_name") or advice.get("message"), sort_keys=True)[:160])] += 1
-        for key, value in node.items():
-            walk(value, key if key in ("resource", "span", "metric", "log", "attribute", "span_event") else where)
+            for advice in result.get("all_advice") or []:
+                context = advice.get("context") or {}
+                subject = context.get("attribute_key") or context.get("metric_name") or ""
+                detail = context.get("attribute_value") or context.get("stability") or ""
+                findings[(advice.get("level") or "?", advice.get("id") or "?",
+                          advice.get("signal_type") or "", advice.get("signal_name") or "",
+                          str(subject), str(detail))] += 1
+        for value in node.values():
+            walk(value)
     elif isinstance(node, list):
         for value in node:
-            walk(value, where)
-for doc in docs:
-    walk(doc, "?")
-levels = ["violation", "improvement", "information"]
+            walk(value)
+
+
+walk(report.get("samples", []))
 by_level = collections.Counter()
 by_kind = collections.Counter()
-for (level, kind, where, ctx), n in findings.items():
+for (level, kind, *_), n in findings.items():
     by_level[level] += n
     by_kind[(level, kind)] += n
-lines = ["semantic-conventions live check: " + ", ".join(f"{by_level[l]} {l}" for l in levels)]
-for (level, kind), n in sorted(by_kind.items(), key=lambda kv: (levels.index(kv[0][0]) if kv[0][0] in levels else 9, -kv[1])):
-    lines.append(f"  {level:12} {kind:40} {n}")
-details = [f"{level:12} {kind:32} {where:10} {ctx} x{n}"
-           for (level, kind, where, ctx), n in sorted(findings.items(), key=lambda kv: str(kv[0]))]
-with open(summary_path, "w") as f:
-    f.write("\n".join(lines + ["", "findings:"] + details) + "\n")
+rank = {level: i for i, level in enumerate(levels)}
+lines = ["semantic-conventions live check: "
+         + ", ".join(f"{by_level[level]} {level}" for level in levels)]
+for (level, kind), n in sorted(by_kind.items(), key=lambda kv: (rank.get(kv[0][0], 9), -kv[1])):
+    lines.append(f"  {level:12} {kind:45} {n}")
+ordered = sorted(findings.items(), key=lambda kv: (rank.get(kv[0][0], 9), kv[0]))
+details = [(key[0], f"{key[0]:12} {key[1]:45} {key[2]:9} {key[3][:60]:60} {key[4]} {key[5]} x{n}")
+           for key, n in ordered]
+with open(summary_path, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines + ["", "level        kind  signal  name  attribute/metric  detail  count"]
+                       + [text for _, text in details]) + "\n")
 print("\n".join(lines))
-failing = levels[: levels.index(fail_on) + 1]
-bad = [d for d, ((level, *_), _) in zip(details, sorted(findings.items(), key=lambda kv: str(kv[0]))) if level in failing]
+failing = set(levels[: levels.index(fail_on) + 1])
+bad = [text for level, text in details if level in failing]
 if bad:
     print(f"\n{len(bad)} distinct finding(s) at {fail_on} level or above:")
-    print("\n".join("  " + d for d in bad[:200]))
+    print("\n".join("  " + text for text in bad[:200]))
     sys.exit(1)
-EOF
+PY

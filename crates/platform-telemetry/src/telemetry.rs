@@ -845,17 +845,21 @@ fn install_panic_hook() {
             .map(|s| (*s).to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-string panic payload".to_string());
-        let location = info
-            .location()
+        let location = info.location();
+        let at = location
             .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
             .unwrap_or_default();
+        // The semantic conventions' exception attributes on a log record, and where it
+        // happened as `code.file.path`, `code.line.number`, `code.column.number`.
         tracing::event!(
             target: "panic",
             tracing::Level::ERROR,
             exception.r#type = "panic",
             exception.message = %message,
-            code.location = %location,
-            "panicked at {location}: {message}"
+            code.file.path = location.map(|l| l.file()),
+            code.line.number = location.map(|l| i64::from(l.line())),
+            code.column.number = location.map(|l| i64::from(l.column())),
+            "panicked at {at}: {message}"
         );
         if let Some(telemetry) = GLOBAL.get() {
             let _ = telemetry.force_flush();
