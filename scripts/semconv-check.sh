@@ -48,7 +48,10 @@ command -v nats-server >/dev/null 2>&1 || {
 }
 command -v python3 >/dev/null 2>&1 || { echo "semconv-check: python3 is needed to read the report" >&2; exit 2; }
 
-cargo build --quiet --locked -p gateway -p orders -p worker -p obs
+# The binaries the test suite builds: example-service (runs gateway, orders or worker exactly as
+# their own binaries do) and obs. The same command as scripts/test.sh's, so after it (in CI)
+# nothing is compiled again; alone, it builds the test targets.
+cargo test --workspace --all-targets --locked --no-run --quiet
 bin="$root/target/debug"
 
 rm -rf "$out"
@@ -111,12 +114,12 @@ export OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=semconv-check
 # what the library or the examples emit, and not ours to rename. Its warnings still go out.
 export RUST_LOG=info,async_nats=warn NATS_URL="nats://127.0.0.1:$nats_port"
 
-WORKER_PORT="$worker_port" "$bin/worker" >"$out/worker.log" 2>&1 &
+WORKER_PORT="$worker_port" "$bin/example-service" worker >"$out/worker.log" 2>&1 &
 worker_pid=$!; pids+=("$worker_pid")
-ORDERS_PORT="$orders_port" "$bin/orders" >"$out/orders.log" 2>&1 &
+ORDERS_PORT="$orders_port" "$bin/example-service" orders >"$out/orders.log" 2>&1 &
 orders_pid=$!; pids+=("$orders_pid")
 GATEWAY_PORT="$gateway_port" ORDERS_URL="http://127.0.0.1:$orders_port" \
-  "$bin/gateway" >"$out/gateway.log" 2>&1 &
+  "$bin/example-service" gateway >"$out/gateway.log" 2>&1 &
 gateway_pid=$!; pids+=("$gateway_pid")
 for port in "$worker_port" "$orders_port" "$gateway_port"; do
   wait_for "curl -fsS http://127.0.0.1:$port/healthz" 30 "the service on port $port"
