@@ -116,7 +116,8 @@ export RUST_LOG=info,async_nats=warn NATS_URL="nats://127.0.0.1:$nats_port"
 
 WORKER_PORT="$worker_port" "$bin/example-service" worker >"$out/worker.log" 2>&1 &
 worker_pid=$!; pids+=("$worker_pid")
-ORDERS_PORT="$orders_port" "$bin/example-service" orders >"$out/orders.log" 2>&1 &
+# Every fourth lookup answers 503 (and the gateway 502): the error paths are checked too.
+ORDERS_PORT="$orders_port" ORDERS_FAULT_RATIO=0.25 "$bin/example-service" orders >"$out/orders.log" 2>&1 &
 orders_pid=$!; pids+=("$orders_pid")
 GATEWAY_PORT="$gateway_port" ORDERS_URL="http://127.0.0.1:$orders_port" \
   "$bin/example-service" gateway >"$out/gateway.log" 2>&1 &
@@ -126,7 +127,13 @@ for port in "$worker_port" "$orders_port" "$gateway_port"; do
 done
 
 gateway="http://127.0.0.1:$gateway_port"
-for id in 1 2 3 7; do curl -fsS "$gateway/orders/$id" >/dev/null; done
+for id in 1 2 3 4 5 6 7 8; do
+  code="$(curl -sS -o /dev/null -w '%{http_code}' "$gateway/orders/$id")"
+  case "$code" in
+    200|502) ;;
+    *) echo "semconv-check: GET /orders/$id answered $code (logs in $out)" >&2; exit 1 ;;
+  esac
+done
 curl -sS -o /dev/null "$gateway/orders/not-a-number" || true  # 400: a client error
 curl -sS -o /dev/null "$gateway/no-such-route" || true        # 404 without a route
 curl -fsS "http://127.0.0.1:$orders_port/metrics" >/dev/null  # the scrape endpoint's own span
