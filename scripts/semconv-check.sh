@@ -47,6 +47,7 @@ command -v nats-server >/dev/null 2>&1 || {
   exit 2
 }
 command -v python3 >/dev/null 2>&1 || { echo "semconv-check: python3 is needed to read the report" >&2; exit 2; }
+command -v curl >/dev/null 2>&1 || { echo "semconv-check: curl is needed (apt-get install curl)" >&2; exit 2; }
 
 # The binaries the test suite builds: example-service (runs gateway, orders or worker exactly as
 # their own binaries do) and obs. The same command as scripts/test.sh's, so after it (in CI)
