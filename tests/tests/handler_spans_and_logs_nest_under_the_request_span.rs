@@ -337,7 +337,15 @@ async fn source_attributes_of_tracing_spans_come_back_when_asked_for() {
     });
     let snapshot = exported(&receiver, &telemetry, |s| !s.spans.is_empty()).await;
     let checkout = span(&snapshot, "checkout");
-    for extra in ["code.file.path", "code.line.number", "thread.id", "target"] {
+    for extra in ["code.file.path", "code.line.number", "thread.id"] {
         assert!(checkout.attr(extra).is_some(), "{extra} missing");
+    }
+    // Not semantic-convention attributes: never recorded.
+    for absent in ["target", "code.module.name", "level"] {
+        assert_eq!(
+            checkout.attr(absent),
+            None,
+            "{absent} is not a registry attribute"
+        );
     }
 }

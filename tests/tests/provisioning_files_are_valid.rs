@@ -40,9 +40,11 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
         "http_server_request_duration_seconds_bucket",
         &[
             "http_request_method",
+            "url_scheme",
             "http_route",
             "http_response_status_code",
             "error_type",
+            "network_protocol_version",
             "le",
         ],
     ),
@@ -50,18 +52,22 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
         "http_server_request_duration_seconds_sum",
         &[
             "http_request_method",
+            "url_scheme",
             "http_route",
             "http_response_status_code",
             "error_type",
+            "network_protocol_version",
         ],
     ),
     (
         "http_server_request_duration_seconds_count",
         &[
             "http_request_method",
+            "url_scheme",
             "http_route",
             "http_response_status_code",
             "error_type",
+            "network_protocol_version",
         ],
     ),
     (
@@ -76,6 +82,7 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
             "server_port",
             "http_response_status_code",
             "error_type",
+            "network_protocol_version",
             "le",
         ],
     ),
@@ -87,6 +94,7 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
             "server_port",
             "http_response_status_code",
             "error_type",
+            "network_protocol_version",
         ],
     ),
     (
@@ -97,23 +105,30 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
             "server_port",
             "http_response_status_code",
             "error_type",
+            "network_protocol_version",
         ],
     ),
     (
         "otel_sdk_processor_span_processed_total",
-        &["otel_component_type", "error_type"],
+        &["otel_component_type", "otel_component_name", "error_type"],
     ),
     (
         "otel_sdk_processor_log_processed_total",
-        &["otel_component_type", "error_type"],
+        &["otel_component_type", "otel_component_name", "error_type"],
     ),
     (
         "otel_sdk_exporter_span_exported_total",
-        &["otel_component_type", "error_type"],
+        &[
+            "otel_component_type",
+            "otel_component_name",
+            "server_address",
+            "server_port",
+            "error_type",
+        ],
     ),
     (
         "otel_sdk_processor_span_queue_size",
-        &["otel_component_type"],
+        &["otel_component_type", "otel_component_name"],
     ),
     (
         "messaging_process_duration_seconds_bucket",
@@ -150,6 +165,7 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
         "messaging_client_operation_duration_seconds_bucket",
         &[
             "messaging_system",
+            "messaging_operation_type",
             "messaging_operation_name",
             "messaging_destination_name",
             "messaging_destination_template",
@@ -161,6 +177,7 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
         "messaging_client_operation_duration_seconds_sum",
         &[
             "messaging_system",
+            "messaging_operation_type",
             "messaging_operation_name",
             "messaging_destination_name",
             "messaging_destination_template",
@@ -171,6 +188,7 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
         "messaging_client_operation_duration_seconds_count",
         &[
             "messaging_system",
+            "messaging_operation_type",
             "messaging_operation_name",
             "messaging_destination_name",
             "messaging_destination_template",

@@ -510,6 +510,16 @@ async fn a_panic_is_logged_with_its_trace_context_and_flushed() {
     let record = &snapshot.log_records[0];
     let message = record.attr("exception.message").unwrap_or_default();
     assert!(message.contains("index out of bounds"), "{message}");
+    assert_eq!(record.attr("exception.type").as_deref(), Some("panic"));
+    // Where it panicked, in the semantic conventions' names (the scenario's own source file).
+    let file = record.attr("code.file.path").unwrap_or_default();
+    assert!(file.ends_with("telemetry_scenario.rs"), "{file}");
+    let line: i64 = record
+        .attr("code.line.number")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_default();
+    assert!(line > 0, "code.line.number {line}");
+    assert!(record.attr("code.column.number").is_some());
     assert!(record.trace_id_hex().is_some());
     let line = run
         .json_logs()

@@ -45,6 +45,7 @@ mod pipeline;
 pub mod propagation;
 pub mod redact;
 mod resource;
+mod semconv;
 mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -56,6 +57,7 @@ pub use config::{ConfigWarning, LogFormat, Protocol};
 pub use endpoints::endpoints;
 pub use error::Error;
 pub use pipeline::{PipelineStats, SignalStats};
+pub use semconv::SCHEMA_URL;
 pub use telemetry::{
     Builder, DEFAULT_SHUTDOWN_TIMEOUT, MetricsScrape, Telemetry, TelemetryGuard, global,
 };

@@ -56,6 +56,7 @@ pub(crate) fn provider(
     // First: what it changes, every later processor sees.
     let mut builder = SdkLoggerProvider::builder()
         .with_resource(resource)
+        .with_log_processor(crate::semconv::SourceEventNames)
         .with_log_processor(LogRecordLimitsProcessor::new(
             cfg.limits.log_record,
             cfg.limits.counts.clone(),

@@ -22,6 +22,7 @@ use crate::config::{Resolved, Warnings};
 use crate::exporters::{ConsoleMetricExporter, ExportRuntime, metric_exporter};
 use crate::limits::LimitCounts;
 use crate::pipeline::Counters;
+use crate::semconv::attr;
 
 pub use exposition::ExpositionFormat;
 
@@ -148,6 +149,7 @@ pub(crate) fn register_pipeline_metrics(
     spans: &Arc<Counters>,
     logs: &Arc<Counters>,
     limits: &Arc<LimitCounts>,
+    endpoints: [&str; 2],
 ) {
     let l = limits.clone();
     let _log_attributes_dropped = meter
@@ -169,16 +171,28 @@ pub(crate) fn register_pipeline_metrics(
         )
         .with_callback(move |observer| observer.observe(l.overflowed_streams(), &[]))
         .build();
-    for (signal, unit, processor_type, counters) in [
-        ("span", "{span}", "batching_span_processor", spans.clone()),
+    let [span_endpoint, log_endpoint] = endpoints;
+    for (signal, unit, processor_type, counters, endpoint) in [
+        (
+            "span",
+            "{span}",
+            "batching_span_processor",
+            spans.clone(),
+            span_endpoint,
+        ),
         (
             "log",
             "{log_record}",
             "batching_log_processor",
             logs.clone(),
+            log_endpoint,
         ),
     ] {
-        let component = KeyValue::new("otel.component.type", processor_type);
+        // One processor and one exporter of each signal per instance: instance counter 0.
+        let component = [
+            KeyValue::new(attr::OTEL_COMPONENT_TYPE, processor_type),
+            KeyValue::new(attr::OTEL_COMPONENT_NAME, format!("{processor_type}/0")),
+        ];
         let c = counters.clone();
         let attrs = component.clone();
         let _processed = meter
@@ -191,15 +205,24 @@ pub(crate) fn register_pipeline_metrics(
             )
             .with_callback(move |observer| {
                 let s = c.snapshot();
-                observer.observe(s.exported + s.failed, std::slice::from_ref(&attrs));
+                let [kind, name] = &attrs;
+                observer.observe(s.exported + s.failed, &attrs);
                 observer.observe(
                     s.dropped - s.dropped_after_shutdown,
-                    &[attrs.clone(), KeyValue::new("error.type", "queue_full")],
+                    &[
+                        kind.clone(),
+                        name.clone(),
+                        KeyValue::new(attr::ERROR_TYPE, "queue_full"),
+                    ],
                 );
                 if s.dropped_after_shutdown > 0 {
                     observer.observe(
                         s.dropped_after_shutdown,
-                        &[attrs.clone(), KeyValue::new("error.type", "shutdown")],
+                        &[
+                            kind.clone(),
+                            name.clone(),
+                            KeyValue::new(attr::ERROR_TYPE, "shutdown"),
+                        ],
                     );
                 }
             })
@@ -212,7 +235,7 @@ pub(crate) fn register_pipeline_metrics(
             .with_description("Items waiting in the export queue or being exported")
             .with_callback(move |observer| {
                 let size = i64::try_from(c.snapshot().queued).unwrap_or(i64::MAX);
-                observer.observe(size, std::slice::from_ref(&attrs));
+                observer.observe(size, &attrs);
             })
             .build();
         let c = counters.clone();
@@ -223,11 +246,18 @@ pub(crate) fn register_pipeline_metrics(
             .with_description("The export queue's bound")
             .with_callback(move |observer| {
                 let capacity = i64::try_from(c.snapshot().capacity).unwrap_or(i64::MAX);
-                observer.observe(capacity, std::slice::from_ref(&attrs));
+                observer.observe(capacity, &attrs);
             })
             .build();
         let c = counters;
-        let exporter = KeyValue::new("otel.component.type", format!("otlp_{signal}_exporter"));
+        let exporter_type = format!("otlp_{signal}_exporter");
+        let mut exporter = vec![
+            KeyValue::new(attr::OTEL_COMPONENT_NAME, format!("{exporter_type}/0")),
+            KeyValue::new(attr::OTEL_COMPONENT_TYPE, exporter_type),
+        ];
+        exporter.extend(endpoint_server(endpoint));
+        let mut failed = exporter.clone();
+        failed.push(KeyValue::new(attr::ERROR_TYPE, "export_failed"));
         let _exported = meter
             .u64_observable_counter(format!("otel.sdk.exporter.{signal}.exported"))
             .with_unit(unit)
@@ -236,17 +266,35 @@ pub(crate) fn register_pipeline_metrics(
             )
             .with_callback(move |observer| {
                 let s = c.snapshot();
-                observer.observe(s.exported, std::slice::from_ref(&exporter));
-                observer.observe(
-                    s.failed,
-                    &[
-                        exporter.clone(),
-                        KeyValue::new("error.type", "export_failed"),
-                    ],
-                );
+                observer.observe(s.exported, &exporter);
+                observer.observe(s.failed, &failed);
             })
             .build();
     }
+}
+
+/// `server.address` and `server.port` of an OTLP endpoint URL (recommended on the
+/// `otel.sdk.exporter.*` metrics): the port the URL names, else its scheme's. Nothing for a URL
+/// without a host (the configuration has already warned about it).
+pub(crate) fn endpoint_server(url: &str) -> Vec<KeyValue> {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return Vec::new();
+    };
+    let Some(host) = uri.host() else {
+        return Vec::new();
+    };
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let mut out = vec![KeyValue::new(attr::SERVER_ADDRESS, host)];
+    out.extend(port.map(|p| KeyValue::new(attr::SERVER_PORT, i64::from(p))));
+    out
 }
 
 /// The latest sampled trace per histogram series, for OpenMetrics exemplars: a latency spike on
@@ -403,6 +451,34 @@ impl exposition::ExemplarLookup for ExemplarStore {
 mod tests {
     use super::exposition::ExemplarLookup as _;
     use super::*;
+
+    #[test]
+    fn an_exporter_names_its_endpoints_host_and_port() {
+        let pairs = |url: &str| -> Vec<(String, String)> {
+            endpoint_server(url)
+                .into_iter()
+                .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .collect()
+        };
+        let both = |host: &str, port: &str| {
+            vec![
+                ("server.address".to_string(), host.to_string()),
+                ("server.port".to_string(), port.to_string()),
+            ]
+        };
+        assert_eq!(
+            pairs("http://collector:4318/v1/traces"),
+            both("collector", "4318")
+        );
+        assert_eq!(
+            pairs("https://otel.example.com"),
+            both("otel.example.com", "443")
+        );
+        assert_eq!(pairs("http://[::1]:4317"), both("::1", "4317"));
+        assert_eq!(pairs("http://user:secret@host:1/x"), both("host", "1"));
+        assert!(pairs("").is_empty());
+        assert!(pairs("not a url").is_empty());
+    }
     use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 
     fn span(sampled: bool) -> SpanContext {

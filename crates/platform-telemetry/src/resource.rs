@@ -3,10 +3,11 @@
 //! Precedence, lowest first: detected attributes (host, process, container, Kubernetes), then
 //! what the builder set, then `OTEL_RESOURCE_ATTRIBUTES`, then `OTEL_SERVICE_NAME`.
 
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::Resource;
 
 use crate::config::{Env, Warnings, parse_key_values};
+use crate::semconv::{SCHEMA_URL, attr};
 
 /// Resource values code chose on the builder.
 #[derive(Clone, Debug, Default)]
@@ -20,85 +21,95 @@ pub(crate) struct ResourceDefaults {
 
 /// Kubernetes downward-API variables read when present, and the attribute each becomes.
 pub(crate) const KUBERNETES_VARIABLES: &[(&str, &str)] = &[
-    ("K8S_POD_NAME", "k8s.pod.name"),
-    ("K8S_POD_UID", "k8s.pod.uid"),
-    ("K8S_NAMESPACE_NAME", "k8s.namespace.name"),
-    ("K8S_NODE_NAME", "k8s.node.name"),
-    ("K8S_CONTAINER_NAME", "k8s.container.name"),
-    ("K8S_DEPLOYMENT_NAME", "k8s.deployment.name"),
+    ("K8S_POD_NAME", attr::K8S_POD_NAME),
+    ("K8S_POD_UID", attr::K8S_POD_UID),
+    ("K8S_NAMESPACE_NAME", attr::K8S_NAMESPACE_NAME),
+    ("K8S_NODE_NAME", attr::K8S_NODE_NAME),
+    ("K8S_CONTAINER_NAME", attr::K8S_CONTAINER_NAME),
+    ("K8S_DEPLOYMENT_NAME", attr::K8S_DEPLOYMENT_NAME),
 ];
 
 /// Builds the resource. Returns it with the final `service.name`.
 pub(crate) fn build(env: &Env, code: &ResourceDefaults, warnings: &mut Warnings) -> Resource {
-    let mut attrs: Vec<(String, String)> = Vec::new();
-    let set = |attrs: &mut Vec<(String, String)>, k: &str, v: String| {
+    // Values keep the registry's types (`process.pid` is an int); what the environment and
+    // the builder give are strings.
+    let mut attrs: Vec<(String, Value)> = Vec::new();
+    let set = |attrs: &mut Vec<(String, Value)>, k: &str, v: Value| {
         attrs.retain(|(key, _)| key != k);
         attrs.push((k.to_string(), v));
     };
 
     // Detected.
     let executable = executable_name();
-    set(&mut attrs, "service.name", executable.clone());
-    set(&mut attrs, "service.instance.id", instance_id());
+    set(&mut attrs, attr::SERVICE_NAME, executable.clone().into());
+    set(&mut attrs, attr::SERVICE_INSTANCE_ID, instance_id().into());
     if let Some(host) = host_name(env) {
-        set(&mut attrs, "host.name", host);
+        set(&mut attrs, attr::HOST_NAME, host.into());
     }
-    set(&mut attrs, "host.arch", host_arch().to_string());
-    set(&mut attrs, "os.type", std::env::consts::OS.to_string());
-    set(&mut attrs, "process.pid", std::process::id().to_string());
-    set(&mut attrs, "process.executable.name", executable);
-    set(&mut attrs, "process.runtime.name", "rust".to_string());
+    set(&mut attrs, attr::HOST_ARCH, host_arch().into());
+    set(&mut attrs, attr::OS_TYPE, std::env::consts::OS.into());
+    set(
+        &mut attrs,
+        attr::PROCESS_PID,
+        i64::from(std::process::id()).into(),
+    );
+    set(&mut attrs, attr::PROCESS_EXECUTABLE_NAME, executable.into());
+    set(&mut attrs, attr::PROCESS_RUNTIME_NAME, "rust".into());
     if let Some(id) = container_id() {
-        set(&mut attrs, "container.id", id);
+        set(&mut attrs, attr::CONTAINER_ID, id.into());
     }
     for (var, key) in KUBERNETES_VARIABLES {
         if let Some(v) = env.value(var) {
-            set(&mut attrs, key, v);
+            set(&mut attrs, key, v.into());
         }
     }
 
     // Code.
     for (k, v) in &code.attributes {
-        set(&mut attrs, k, v.clone());
+        set(&mut attrs, k, v.clone().into());
     }
     let code_values = [
-        ("service.name", &code.service_name),
-        ("service.version", &code.service_version),
-        ("service.namespace", &code.service_namespace),
-        ("deployment.environment.name", &code.deployment_environment),
+        (attr::SERVICE_NAME, &code.service_name),
+        (attr::SERVICE_VERSION, &code.service_version),
+        (attr::SERVICE_NAMESPACE, &code.service_namespace),
+        (
+            attr::DEPLOYMENT_ENVIRONMENT_NAME,
+            &code.deployment_environment,
+        ),
     ];
     for (k, v) in code_values {
         if let Some(v) = v {
-            set(&mut attrs, k, v.clone());
+            set(&mut attrs, k, v.clone().into());
         }
     }
 
     // Environment.
     if let Some(v) = env.value("OTEL_RESOURCE_ATTRIBUTES") {
         for (k, v) in parse_key_values("OTEL_RESOURCE_ATTRIBUTES", &v, None, warnings) {
-            set(&mut attrs, &k, v);
+            set(&mut attrs, &k, v.into());
         }
     }
     if let Some(name) = env.value("OTEL_SERVICE_NAME") {
-        set(&mut attrs, "service.name", name);
+        set(&mut attrs, attr::SERVICE_NAME, name.into());
     }
 
     let service_name = attrs
         .iter()
-        .find(|(k, _)| k == "service.name")
-        .map(|(_, v)| v.clone())
+        .find(|(k, _)| k == attr::SERVICE_NAME)
+        .map(|(_, v)| v.as_str().into_owned())
         .unwrap_or_default();
     Resource::builder_empty()
         .with_service_name(service_name)
         .with_attributes(
             attrs
                 .into_iter()
-                .filter(|(k, _)| k != "service.name")
+                .filter(|(k, _)| k != attr::SERVICE_NAME)
                 .map(|(k, v)| KeyValue::new(k, v)),
         )
         .with_detector(Box::new(
             opentelemetry_sdk::resource::TelemetryResourceDetector,
         ))
+        .with_schema_url(std::iter::empty(), SCHEMA_URL)
         .build()
 }
 

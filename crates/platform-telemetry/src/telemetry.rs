@@ -25,6 +25,7 @@ use crate::exporters::ExportRuntime;
 use crate::metrics::{ExpositionFormat, PrometheusReader};
 use crate::pipeline::{Counters, PipelineStats};
 use crate::resource::ResourceDefaults;
+use crate::semconv::attr;
 use crate::{Error, logs, metrics, propagation, resource, traces};
 
 /// The default bound on [`Telemetry::shutdown`] (and so on dropping the guard).
@@ -200,11 +201,12 @@ impl Builder {
     }
 
     /// Records where each `tracing` span was created and on which thread: `code.file.path`,
-    /// `code.module.name`, `code.line.number`, `thread.id`, `thread.name` and `target` on every
-    /// span made from a `tracing` span (tracing-opentelemetry's defaults). Off by default: they
-    /// are not HTTP or messaging semantic-convention attributes, and building, storing and
-    /// encoding them costs every span (the request, client and message spans the library
-    /// creates itself never carry them).
+    /// `code.line.number`, `thread.id` and `thread.name` on every span made from a `tracing`
+    /// span (the semantic-convention names). Off by default: they are not HTTP or messaging
+    /// semantic-convention attributes, and building, storing and encoding them costs every span
+    /// (the request, client and message spans the library creates itself never carry them).
+    /// tracing-opentelemetry's `target` and `code.module.name` are never recorded: the semantic
+    /// conventions define neither (the module path is the log records' scope name).
     ///
     /// ```
     /// let telemetry = platform_telemetry::builder()
@@ -342,6 +344,18 @@ impl Telemetry {
     /// ```
     pub fn meter(&self, scope: &'static str) -> Meter {
         self.inner.meter_provider.meter(scope)
+    }
+
+    /// The library's own meter (scope `platform-telemetry`, with the semantic-conventions
+    /// schema URL).
+    #[cfg_attr(
+        not(any(feature = "http-server", feature = "http-client")),
+        allow(dead_code)
+    )]
+    pub(crate) fn library_meter(&self) -> Meter {
+        self.inner
+            .meter_provider
+            .meter_with_scope(crate::semconv::scope(INSTRUMENTATION_SCOPE))
     }
 
     /// The meter provider (for views or custom readers).
@@ -542,7 +556,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
     let cfg = config::resolve(&env, &code, &mut warnings);
     let resource = resource::build(&env, &resource_defaults, &mut warnings);
     let service_name = resource
-        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .get(&opentelemetry::Key::from_static_str(attr::SERVICE_NAME))
         .map(|v| v.to_string())
         .unwrap_or_default();
     let propagator = Arc::new(propagation::composite(&cfg.propagators));
@@ -593,10 +607,24 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         // Without a reader the SDK refuses observable instruments (and says so at ERROR).
         if e.prometheus || e.otlp || e.console {
             metrics::register_pipeline_metrics(
-                &meters.provider.meter(INSTRUMENTATION_SCOPE),
+                &meters
+                    .provider
+                    .meter_with_scope(crate::semconv::scope(INSTRUMENTATION_SCOPE)),
                 &span_counters,
                 &log_counters,
                 &cfg.limits.counts,
+                [
+                    if cfg.traces_exporters.otlp {
+                        &cfg.traces_otlp.endpoint
+                    } else {
+                        ""
+                    },
+                    if cfg.logs_exporters.otlp {
+                        &cfg.logs_otlp.endpoint
+                    } else {
+                        ""
+                    },
+                ],
             );
         }
         (Some(tracer_provider), logger_provider, meters)
@@ -604,9 +632,11 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
 
     let tracer = tracer_provider
         .as_ref()
-        .map(|p| p.tracer(INSTRUMENTATION_SCOPE));
+        .map(|p| p.tracer_with_scope(crate::semconv::scope(INSTRUMENTATION_SCOPE)));
     let exemplars = Arc::new(crate::metrics::ExemplarStore::default());
-    let meter = meters.provider.meter(INSTRUMENTATION_SCOPE);
+    let meter = meters
+        .provider
+        .meter_with_scope(crate::semconv::scope(INSTRUMENTATION_SCOPE));
     let messaging = Arc::new(crate::messaging::MessagingInstruments::new(
         &meter,
         exemplars.clone(),
@@ -771,7 +801,9 @@ fn subscriber(
                 .with_tracked_inactivity(false)
                 .with_location(span_source_attributes)
                 .with_threads(span_source_attributes)
-                .with_target(span_source_attributes)
+                // `target` is not a semantic-convention attribute (`code.module.name` neither,
+                // which `with_location` adds: `semconv::SpanEventHygiene` removes it).
+                .with_target(false)
                 .with_filter(not_machinery.clone())
                 .boxed(),
         );
@@ -779,9 +811,11 @@ fn subscriber(
     layers.push(instance.boxed());
     if let Some(provider) = logger_provider {
         layers.push(
-            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(provider)
-                .with_filter(not_machinery)
-                .boxed(),
+            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
+                &crate::semconv::SchemaScopedLoggers(provider.clone()),
+            )
+            .with_filter(not_machinery)
+            .boxed(),
         );
     }
     let filter = EnvFilter::builder().parse_lossy(&cfg.log_filter);
@@ -833,17 +867,21 @@ fn install_panic_hook() {
             .map(|s| (*s).to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "non-string panic payload".to_string());
-        let location = info
-            .location()
+        let location = info.location();
+        let at = location
             .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
             .unwrap_or_default();
+        // The semantic conventions' exception attributes on a log record, and where it
+        // happened as `code.file.path`, `code.line.number`, `code.column.number`.
         tracing::event!(
             target: "panic",
             tracing::Level::ERROR,
             exception.r#type = "panic",
             exception.message = %message,
-            code.location = %location,
-            "panicked at {location}: {message}"
+            code.file.path = location.map(|l| l.file()),
+            code.line.number = location.map(|l| i64::from(l.line())),
+            code.column.number = location.map(|l| i64::from(l.column())),
+            "panicked at {at}: {message}"
         );
         if let Some(telemetry) = GLOBAL.get() {
             let _ = telemetry.force_flush();

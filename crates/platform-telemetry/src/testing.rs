@@ -60,7 +60,7 @@ pub fn capture(service_name: &str) -> Result<(Telemetry, Capture), Error> {
 /// What a capturing instance recorded. See [`capture`].
 #[derive(Debug)]
 pub struct Capture {
-    sinks: Sinks,
+    pub(crate) sinks: Sinks,
     telemetry: Telemetry,
 }
 

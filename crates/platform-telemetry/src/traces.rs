@@ -12,6 +12,7 @@ use crate::config::{BatchSettings, Resolved, SamplerConfig, Warnings};
 use crate::exporters::{ConsoleSpanExporter, ExportRuntime, span_exporter};
 use crate::limits::ValueLengthLimit;
 use crate::pipeline::{Counters, CountingExporter, GatedSpanProcessor};
+use crate::semconv::SpanEventHygiene;
 use crate::telemetry::CaptureSinks;
 
 /// Starts the span `builder` describes as a child of `parent` and returns the context holding
@@ -90,9 +91,11 @@ pub(crate) fn provider(
         .with_span_limits(cfg.limits.span.sdk())
         .with_resource(resource);
     let length = cfg.limits.span.attribute_value_length;
-    let limited = |inner| ValueLengthLimit {
-        inner,
-        limit: length,
+    let limited = |inner| SpanEventHygiene {
+        inner: ValueLengthLimit {
+            inner,
+            limit: length,
+        },
     };
     if cfg.traces_exporters.otlp {
         let mut otlp = cfg.traces_otlp.clone();
@@ -104,16 +107,19 @@ pub(crate) fn provider(
     if cfg.traces_exporters.console {
         // The console exporter has its own queue; its counts are not the OTLP pipeline's.
         let console_counters = counters.sibling(cfg.bsp.max_queue_size);
-        builder = builder.with_span_processor(ValueLengthLimit {
-            inner: gated_batch(ConsoleSpanExporter, cfg.bsp, &console_counters),
-            limit: length,
-        });
+        builder = builder.with_span_processor(limited(gated_batch(
+            ConsoleSpanExporter,
+            cfg.bsp,
+            &console_counters,
+        )));
     }
     #[cfg(feature = "testing")]
     if let Some(sinks) = capture {
-        builder = builder.with_span_processor(ValueLengthLimit {
-            inner: opentelemetry_sdk::trace::SimpleSpanProcessor::new(sinks.spans.clone()),
-            limit: length,
+        builder = builder.with_span_processor(SpanEventHygiene {
+            inner: ValueLengthLimit {
+                inner: opentelemetry_sdk::trace::SimpleSpanProcessor::new(sinks.spans.clone()),
+                limit: length,
+            },
         });
     }
     #[cfg(not(feature = "testing"))]

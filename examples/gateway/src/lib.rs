@@ -92,7 +92,7 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .with_context(|| format!("cannot listen on port {port} (GATEWAY_PORT)"))?;
-    tracing::info!(port, orders_url = %upstream.orders_url, "gateway listening");
+    tracing::info!(server.port = port, url.full = %upstream.orders_url, "gateway listening");
     axum::serve(listener, crate::router(upstream))
         .with_graceful_shutdown(orders::shutdown_signal())
         .await?;

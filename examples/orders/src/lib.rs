@@ -269,7 +269,7 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .with_context(|| format!("cannot listen on port {port} (ORDERS_PORT)"))?;
-    tracing::info!(port, "orders listening");
+    tracing::info!(server.port = port, "orders listening");
     axum::serve(listener, crate::router_with_faults(events, faults))
         .with_graceful_shutdown(crate::shutdown_signal())
         .await?;

@@ -108,7 +108,11 @@ pub async fn run_from_env() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .with_context(|| format!("cannot listen on port {port} (WORKER_PORT)"))?;
-    tracing::info!(port, subject = orders::SUBJECT, "worker consuming");
+    tracing::info!(
+        server.port = port,
+        messaging.destination.name = orders::SUBJECT,
+        "worker consuming"
+    );
     axum::serve(listener, crate::router())
         .with_graceful_shutdown(orders::shutdown_signal())
         .await?;

@@ -9,9 +9,10 @@ use opentelemetry::metrics::{Histogram, Meter};
 use opentelemetry::trace::SpanContext;
 
 use crate::metrics::ExemplarStore;
+use crate::semconv::{attr, metric};
 
 /// `db.client.operation.duration`: how long a database client operation took.
-pub const CLIENT_OPERATION_DURATION: &str = "db.client.operation.duration";
+pub const CLIENT_OPERATION_DURATION: &str = metric::DB_CLIENT_OPERATION_DURATION;
 
 /// The buckets the semantic conventions advise for `db.client.operation.duration` (seconds).
 const DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
@@ -80,7 +81,7 @@ impl Drop for DbOutcome {
             .take()
         {
             self.attributes
-                .push(KeyValue::new("error.type", error_type));
+                .push(KeyValue::new(attr::ERROR_TYPE, error_type));
         }
         self.instruments.duration.record(elapsed, &self.attributes);
         if self.span_context.is_sampled() {

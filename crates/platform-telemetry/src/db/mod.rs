@@ -51,6 +51,7 @@ pub use self::metrics::CLIENT_OPERATION_DURATION;
 pub(crate) use self::metrics::DbInstruments;
 use self::metrics::DbOutcome;
 pub use self::sql::{MAX_QUERY_BYTES, MAX_SUMMARY_BYTES, SanitizedSql, sanitize_sql};
+use crate::semconv::attr;
 use crate::telemetry::current_db;
 
 /// The longest command name, namespace, collection or server address recorded.
@@ -239,22 +240,22 @@ impl Described {
 
     fn common(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(8);
-        attributes.push(KeyValue::new("db.system.name", operation.system));
+        attributes.push(KeyValue::new(attr::DB_SYSTEM_NAME, operation.system));
         if let Some(namespace) = operation.namespace {
-            attributes.push(KeyValue::new("db.namespace", bounded(namespace)));
+            attributes.push(KeyValue::new(attr::DB_NAMESPACE, bounded(namespace)));
         }
         if let Some(op) = &self.operation {
-            attributes.push(KeyValue::new("db.operation.name", op.clone()));
+            attributes.push(KeyValue::new(attr::DB_OPERATION_NAME, op.clone()));
         }
         if let Some(collection) = &self.collection {
-            attributes.push(KeyValue::new("db.collection.name", collection.clone()));
+            attributes.push(KeyValue::new(attr::DB_COLLECTION_NAME, collection.clone()));
         }
         if let Some(summary) = &self.summary {
-            attributes.push(KeyValue::new("db.query.summary", summary.clone()));
+            attributes.push(KeyValue::new(attr::DB_QUERY_SUMMARY, summary.clone()));
         }
         if let Some((address, port)) = operation.server {
-            attributes.push(KeyValue::new("server.address", bounded(address)));
-            attributes.push(KeyValue::new("server.port", i64::from(port)));
+            attributes.push(KeyValue::new(attr::SERVER_ADDRESS, bounded(address)));
+            attributes.push(KeyValue::new(attr::SERVER_PORT, i64::from(port)));
         }
         attributes
     }
@@ -262,7 +263,7 @@ impl Described {
     fn span_attributes(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
         let mut attributes = self.common(operation);
         if let Some(text) = &self.text {
-            attributes.push(KeyValue::new("db.query.text", text.clone()));
+            attributes.push(KeyValue::new(attr::DB_QUERY_TEXT, text.clone()));
         }
         attributes
     }
@@ -303,7 +304,7 @@ impl DbSpan {
         let error_type: Cow<'static, str> = error_type.into();
         let span = self.cx.span();
         span.set_status(Status::error(error_type.clone()));
-        span.set_attribute(KeyValue::new("error.type", error_type.clone()));
+        span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type.clone()));
         if let Some(outcome) = &self.outcome {
             outcome.fail(error_type);
         }

@@ -17,11 +17,12 @@ use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tr
 use crate::http::{DURATION_BUCKETS, method_name};
 use crate::propagation::{inject_with, with_propagator};
 use crate::redact::Redaction;
-use crate::telemetry::{INSTRUMENTATION_SCOPE, current_tracer};
+use crate::semconv::{attr, metric};
+use crate::telemetry::current_tracer;
 use crate::{Telemetry, global};
 
 /// The instrument name, as the semantic conventions give it.
-pub const CLIENT_DURATION: &str = "http.client.request.duration";
+pub const CLIENT_DURATION: &str = metric::HTTP_CLIENT_REQUEST_DURATION;
 
 /// A reqwest client for the global instance whose requests carry the current trace.
 ///
@@ -67,7 +68,7 @@ pub struct TracingMiddleware {
 
 fn duration_histogram(telemetry: &Telemetry) -> Histogram<f64> {
     telemetry
-        .meter(INSTRUMENTATION_SCOPE)
+        .library_meter()
         .f64_histogram(CLIENT_DURATION)
         .with_unit("s")
         .with_description("Duration of HTTP client requests")
@@ -126,11 +127,14 @@ impl reqwest_middleware::Middleware for TracingMiddleware {
             Some(tracer) => {
                 let builder = tracer.span_builder(method).with_kind(SpanKind::Client);
                 crate::traces::start_child(&tracer, builder, &parent, |span| {
-                    span.set_attribute(KeyValue::new("http.request.method", method));
-                    span.set_attribute(KeyValue::new("url.full", self.redaction.url(url.as_str())));
-                    span.set_attribute(KeyValue::new("server.address", host.clone()));
+                    span.set_attribute(KeyValue::new(attr::HTTP_REQUEST_METHOD, method));
+                    span.set_attribute(KeyValue::new(
+                        attr::URL_FULL,
+                        self.redaction.url(url.as_str()),
+                    ));
+                    span.set_attribute(KeyValue::new(attr::SERVER_ADDRESS, host.clone()));
                     if let Some(port) = port {
-                        span.set_attribute(KeyValue::new("server.port", port));
+                        span.set_attribute(KeyValue::new(attr::SERVER_PORT, port));
                     }
                 })
             }
@@ -143,23 +147,30 @@ impl reqwest_middleware::Middleware for TracingMiddleware {
         let result = next.run(request, extensions).with_context(cx.clone()).await;
         let elapsed = started.elapsed().as_secs_f64();
         let span = cx.span();
-        let mut attributes = Vec::with_capacity(5);
-        attributes.push(KeyValue::new("http.request.method", method));
-        attributes.push(KeyValue::new("server.address", host));
+        let mut attributes = Vec::with_capacity(6);
+        attributes.push(KeyValue::new(attr::HTTP_REQUEST_METHOD, method));
+        attributes.push(KeyValue::new(attr::SERVER_ADDRESS, host));
         if let Some(port) = port {
-            attributes.push(KeyValue::new("server.port", port));
+            attributes.push(KeyValue::new(attr::SERVER_PORT, port));
         }
         match &result {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let status_attribute =
-                    KeyValue::new("http.response.status_code", i64::from(status));
+                    KeyValue::new(attr::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
+                // The version the response came in (recommended on span and duration).
+                let version = KeyValue::new(
+                    attr::NETWORK_PROTOCOL_VERSION,
+                    crate::http::protocol_version(response.version()),
+                );
                 if span.is_recording() {
                     span.set_attribute(status_attribute.clone());
+                    span.set_attribute(version.clone());
                 }
                 attributes.push(status_attribute);
+                attributes.push(version);
                 if status >= 400 {
-                    let error = KeyValue::new("error.type", status.to_string());
+                    let error = KeyValue::new(attr::ERROR_TYPE, status.to_string());
                     if span.is_recording() {
                         span.set_attribute(error.clone());
                         span.set_status(Status::error(""));
@@ -168,7 +179,7 @@ impl reqwest_middleware::Middleware for TracingMiddleware {
                 }
             }
             Err(error) => {
-                let error = KeyValue::new("error.type", error_type(error));
+                let error = KeyValue::new(attr::ERROR_TYPE, error_type(error));
                 if span.is_recording() {
                     span.set_attribute(error.clone());
                     span.set_status(Status::error(""));

@@ -21,17 +21,16 @@ use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::SpanContext;
 
 use crate::metrics::ExemplarStore;
-
-const ERROR_TYPE: &str = "error.type";
+use crate::semconv::{attr, metric};
 
 /// `messaging.client.operation.duration`: how long a publish took (producers).
-pub const CLIENT_OPERATION_DURATION: &str = "messaging.client.operation.duration";
+pub const CLIENT_OPERATION_DURATION: &str = metric::MESSAGING_CLIENT_OPERATION_DURATION;
 /// `messaging.client.sent.messages`: messages a producer attempted to publish.
-pub const CLIENT_SENT_MESSAGES: &str = "messaging.client.sent.messages";
+pub const CLIENT_SENT_MESSAGES: &str = metric::MESSAGING_CLIENT_SENT_MESSAGES;
 /// `messaging.process.duration`: how long a consumer took to process a message.
-pub const PROCESS_DURATION: &str = "messaging.process.duration";
+pub const PROCESS_DURATION: &str = metric::MESSAGING_PROCESS_DURATION;
 /// `messaging.client.consumed.messages`: messages delivered to a consumer.
-pub const CLIENT_CONSUMED_MESSAGES: &str = "messaging.client.consumed.messages";
+pub const CLIENT_CONSUMED_MESSAGES: &str = metric::MESSAGING_CLIENT_CONSUMED_MESSAGES;
 
 /// Bucket boundaries (seconds) the semantic conventions advise for messaging durations (the
 /// same as for HTTP).
@@ -103,9 +102,10 @@ pub(crate) struct Outcome {
     instruments: Arc<MessagingInstruments>,
     side: Side,
     started: Instant,
-    /// `messaging.system`, `messaging.operation.name`, the destination's name or template, and
-    /// a slot for `error.type` (recorded only when the operation failed).
-    attributes: [KeyValue; 4],
+    /// `messaging.system`, `messaging.operation.name`, the destination's name or template, a
+    /// slot for `error.type` (recorded only when the operation failed) and
+    /// `messaging.operation.type` (on the producer's duration only).
+    attributes: [KeyValue; 5],
     error_type: Mutex<Option<Cow<'static, str>>>,
     span_context: SpanContext,
 }
@@ -126,7 +126,8 @@ impl Outcome {
                 system,
                 operation,
                 destination,
-                KeyValue::new(ERROR_TYPE, ""),
+                KeyValue::new(attr::ERROR_TYPE, ""),
+                KeyValue::new(attr::MESSAGING_OPERATION_TYPE, "send"),
             ],
             error_type: Mutex::new(None),
             span_context,
@@ -149,15 +150,25 @@ impl Outcome {
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        // The attributes are recorded in place: no clone on the hot path.
+        // The attributes are recorded in place (no clone on the hot path): the count's, then
+        // `messaging.operation.type` for the producer's `messaging.client.operation.duration`
+        // (conditionally required there; the process duration's operation is implied).
+        let attributes = &mut self.attributes;
         let present = match error_type {
             Some(error_type) => {
-                self.attributes[3] = KeyValue::new(ERROR_TYPE, error_type);
+                attributes[3] = KeyValue::new(attr::ERROR_TYPE, error_type);
                 4
             }
-            None => 3,
+            None => {
+                attributes.swap(3, 4);
+                3
+            }
         };
-        let attributes = self.attributes.get(..present).unwrap_or_default();
+        let counted = attributes.get(..present).unwrap_or_default();
+        let timed = match self.side {
+            Side::Producer => attributes.get(..=present).unwrap_or_default(),
+            Side::Consumer => counted,
+        };
         let instruments = &self.instruments;
         let (duration, count, name) = match self.side {
             Side::Producer => (
@@ -171,12 +182,12 @@ impl Outcome {
                 PROCESS_DURATION,
             ),
         };
-        duration.record(elapsed, attributes);
-        count.add(1, attributes);
+        duration.record(elapsed, timed);
+        count.add(1, counted);
         if self.span_context.is_sampled() {
             instruments
                 .exemplars
-                .record(name, attributes, elapsed, &self.span_context);
+                .record(name, timed, elapsed, &self.span_context);
         }
     }
 }

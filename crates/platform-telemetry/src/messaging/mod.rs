@@ -17,7 +17,8 @@
 //!
 //! with `messaging.system`, `messaging.operation.name` (`publish`, `process`), the destination
 //! ([`Destination`]: its name, or its template when the name holds ids) and `error.type` when
-//! [`MessageSpan::set_error`] marked it failed.
+//! [`MessageSpan::set_error`] marked it failed; the producer's duration also carries
+//! `messaging.operation.type` (`send`).
 
 mod metrics;
 
@@ -37,13 +38,8 @@ pub use self::metrics::{
 };
 use self::metrics::{Outcome, Side};
 use crate::propagation::{MessageHeaders, extract, inject_context};
+use crate::semconv::attr;
 use crate::telemetry::current_messaging;
-
-const SYSTEM: &str = "messaging.system";
-const DESTINATION_NAME: &str = "messaging.destination.name";
-const DESTINATION_TEMPLATE: &str = "messaging.destination.template";
-const OPERATION_NAME: &str = "messaging.operation.name";
-const OPERATION_TYPE: &str = "messaging.operation.type";
 
 /// Where a message goes: a queue, topic or subject.
 ///
@@ -159,7 +155,7 @@ impl MessageSpan {
         let error_type: Cow<'static, str> = error_type.into();
         let span = self.cx.span();
         span.set_status(Status::error(error_type.clone()));
-        span.set_attribute(KeyValue::new("error.type", error_type.clone()));
+        span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type.clone()));
         if let Some(outcome) = &self.outcome {
             outcome.fail(error_type);
         }
@@ -224,13 +220,16 @@ fn start(
                     .clone();
                 let mut attributes = Vec::with_capacity(5);
                 attributes.extend([
-                    KeyValue::new(SYSTEM, system),
-                    KeyValue::new(DESTINATION_NAME, shared),
-                    KeyValue::new(OPERATION_TYPE, operation_type),
-                    KeyValue::new(OPERATION_NAME, operation),
+                    KeyValue::new(attr::MESSAGING_SYSTEM, system),
+                    KeyValue::new(attr::MESSAGING_DESTINATION_NAME, shared),
+                    KeyValue::new(attr::MESSAGING_OPERATION_TYPE, operation_type),
+                    KeyValue::new(attr::MESSAGING_OPERATION_NAME, operation),
                 ]);
                 if let Some(template) = destination.template {
-                    attributes.push(KeyValue::new(DESTINATION_TEMPLATE, template));
+                    attributes.push(KeyValue::new(
+                        attr::MESSAGING_DESTINATION_TEMPLATE,
+                        template,
+                    ));
                 }
                 span.set_attributes(attributes);
             })
@@ -239,9 +238,9 @@ fn start(
     };
     // The metrics name the template when there is one (no copy), else the shared name.
     let metric_destination = match destination.template {
-        Some(template) => KeyValue::new(DESTINATION_TEMPLATE, template),
+        Some(template) => KeyValue::new(attr::MESSAGING_DESTINATION_TEMPLATE, template),
         None => KeyValue::new(
-            DESTINATION_NAME,
+            attr::MESSAGING_DESTINATION_NAME,
             name.get_or_insert_with(|| shared_name(&destination))
                 .clone(),
         ),
@@ -250,8 +249,8 @@ fn start(
         instruments,
         side,
         [
-            KeyValue::new(SYSTEM, system),
-            KeyValue::new(OPERATION_NAME, operation),
+            KeyValue::new(attr::MESSAGING_SYSTEM, system),
+            KeyValue::new(attr::MESSAGING_OPERATION_NAME, operation),
             metric_destination,
         ],
         cx.span().span_context().clone(),

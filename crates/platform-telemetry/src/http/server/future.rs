@@ -11,6 +11,7 @@ use opentelemetry::trace::{SpanContext, Status, TraceContextExt as _};
 use opentelemetry::{KeyValue, StringValue};
 
 use super::{Instruments, SERVER_DURATION, Shared, active_attributes};
+use crate::semconv::attr;
 
 pin_project_lite::pin_project! {
     /// The response future of [`ServerService`](super::ServerService).
@@ -37,6 +38,8 @@ pub(super) struct Started {
     pub(super) started: Instant,
     pub(super) method: &'static str,
     pub(super) scheme: &'static str,
+    /// `network.protocol.version` (recommended on the duration).
+    pub(super) protocol_version: &'static str,
     pub(super) route: Option<StringValue>,
 }
 
@@ -111,16 +114,21 @@ fn finish<RB, E>(
     };
     let span = started.cx.span();
     let span_context = span.span_context();
-    let method = KeyValue::new("http.request.method", started.method);
+    let method = KeyValue::new(attr::HTTP_REQUEST_METHOD, started.method);
+    // Required on `http.server.request.duration`, and recommended.
+    let scheme = KeyValue::new(attr::URL_SCHEME, started.scheme);
+    let version = KeyValue::new(attr::NETWORK_PROTOCOL_VERSION, started.protocol_version);
     let route = started
         .route
         .clone()
-        .map(|r| KeyValue::new("http.route", r));
+        .map(|r| KeyValue::new(attr::HTTP_ROUTE, r));
     match result {
         Ok(mut response) => {
             let status = response.status().as_u16();
-            let status_attribute = KeyValue::new("http.response.status_code", i64::from(status));
-            let error = (status >= 500).then(|| KeyValue::new("error.type", status.to_string()));
+            let status_attribute =
+                KeyValue::new(attr::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
+            let error =
+                (status >= 500).then(|| KeyValue::new(attr::ERROR_TYPE, status.to_string()));
             if span.is_recording() {
                 span.set_attribute(status_attribute.clone());
                 if let Some(error) = &error {
@@ -128,7 +136,14 @@ fn finish<RB, E>(
                     span.set_status(Status::error(""));
                 }
             }
-            let mut attributes = [Some(method), route, Some(status_attribute), error];
+            let mut attributes = [
+                Some(method),
+                Some(scheme),
+                route,
+                Some(status_attribute),
+                error,
+                Some(version),
+            ];
             record(instruments, &mut attributes, elapsed, span_context);
             if span_context.is_valid()
                 && let Ok(value) = http::HeaderValue::from_bytes(&traceresponse(span_context))
@@ -139,12 +154,19 @@ fn finish<RB, E>(
             Ok(response)
         }
         Err(error) => {
-            let error_type = KeyValue::new("error.type", "_OTHER");
+            let error_type = KeyValue::new(attr::ERROR_TYPE, "_OTHER");
             if span.is_recording() {
                 span.set_attribute(error_type.clone());
                 span.set_status(Status::error(""));
             }
-            let mut attributes = [Some(method), route, None, Some(error_type)];
+            let mut attributes = [
+                Some(method),
+                Some(scheme),
+                route,
+                None,
+                Some(error_type),
+                Some(version),
+            ];
             record(instruments, &mut attributes, elapsed, span_context);
             span.end();
             Err(error)
@@ -152,15 +174,19 @@ fn finish<RB, E>(
     }
 }
 
+/// At most this many attributes on `http.server.request.duration`: method, scheme, route,
+/// status, error type, protocol version.
+const ATTRIBUTES: usize = 6;
+
 /// Records the duration with the attributes present, and the exemplar for a sampled request.
 fn record(
     instruments: &Instruments,
-    attributes: &mut [Option<KeyValue>; 4],
+    attributes: &mut [Option<KeyValue>; ATTRIBUTES],
     elapsed: f64,
     span_context: &SpanContext,
 ) {
     // The present attributes, packed into a slice without allocating.
-    let mut packed: [KeyValue; 4] = std::array::from_fn(|_| KeyValue::new("", false));
+    let mut packed: [KeyValue; ATTRIBUTES] = std::array::from_fn(|_| KeyValue::new("", false));
     let mut present = 0;
     for kv in attributes.iter_mut().filter_map(Option::take) {
         if let Some(slot) = packed.get_mut(present) {

@@ -29,7 +29,7 @@ use opentelemetry_sdk::trace::SdkTracer;
 use crate::http::{DURATION_BUCKETS, method_name, protocol_version};
 use crate::propagation::extract_with;
 use crate::redact::Redaction;
-use crate::telemetry::INSTRUMENTATION_SCOPE;
+use crate::semconv::{attr, metric};
 use crate::{Telemetry, global};
 
 pub use future::ResponseFuture;
@@ -37,9 +37,9 @@ use future::Started;
 pub use request_span::RequestSpan;
 
 /// The instrument name, as the semantic conventions give it.
-pub const SERVER_DURATION: &str = "http.server.request.duration";
+pub const SERVER_DURATION: &str = metric::HTTP_SERVER_REQUEST_DURATION;
 /// The instrument name, as the semantic conventions give it.
-pub const SERVER_ACTIVE_REQUESTS: &str = "http.server.active_requests";
+pub const SERVER_ACTIVE_REQUESTS: &str = metric::HTTP_SERVER_ACTIVE_REQUESTS;
 /// Paths the layer leaves alone (the endpoints' own).
 pub const UNTRACED_PATHS: &[&str] = &["/metrics", "/healthz"];
 
@@ -89,7 +89,7 @@ struct Instruments {
 
 impl Instruments {
     fn new(telemetry: Telemetry) -> Self {
-        let meter = telemetry.meter(INSTRUMENTATION_SCOPE);
+        let meter = telemetry.library_meter();
         let duration = meter
             .f64_histogram(SERVER_DURATION)
             .with_unit("s")
@@ -222,6 +222,7 @@ where
             started: Instant::now(),
             method,
             scheme,
+            protocol_version: protocol_version(request.version()),
             route: route_value,
         };
         let future = {
@@ -238,8 +239,8 @@ where
 
 fn active_attributes(method: &'static str, scheme: &'static str) -> [KeyValue; 2] {
     [
-        KeyValue::new("http.request.method", method),
-        KeyValue::new("url.scheme", scheme),
+        KeyValue::new(attr::HTTP_REQUEST_METHOD, method),
+        KeyValue::new(attr::URL_SCHEME, scheme),
     ]
 }
 
@@ -269,14 +270,14 @@ fn start_span<B>(
         let uri = request.uri();
         let headers = request.headers();
         let header = |name: http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-        span.set_attribute(KeyValue::new("http.request.method", method));
+        span.set_attribute(KeyValue::new(attr::HTTP_REQUEST_METHOD, method));
         if let Some(route) = route {
-            span.set_attribute(KeyValue::new("http.route", route.value.clone()));
+            span.set_attribute(KeyValue::new(attr::HTTP_ROUTE, route.value.clone()));
         }
-        span.set_attribute(KeyValue::new("url.path", uri.path().to_owned()));
-        span.set_attribute(KeyValue::new("url.scheme", scheme));
+        span.set_attribute(KeyValue::new(attr::URL_PATH, uri.path().to_owned()));
+        span.set_attribute(KeyValue::new(attr::URL_SCHEME, scheme));
         if let Some(query) = uri.query() {
-            span.set_attribute(KeyValue::new("url.query", redaction.query(query)));
+            span.set_attribute(KeyValue::new(attr::URL_QUERY, redaction.query(query)));
         }
         if let Some(host) = header(http::header::HOST).or(uri.host()) {
             let (address, port) = match host.rsplit_once(':') {
@@ -286,23 +287,26 @@ fn start_span<B>(
                 },
                 None => (host, None),
             };
-            span.set_attribute(KeyValue::new("server.address", address.to_owned()));
+            span.set_attribute(KeyValue::new(attr::SERVER_ADDRESS, address.to_owned()));
             if let Some(port) = port {
-                span.set_attribute(KeyValue::new("server.port", i64::from(port)));
+                span.set_attribute(KeyValue::new(attr::SERVER_PORT, i64::from(port)));
             }
         }
         if let Some(agent) = header(http::header::USER_AGENT) {
-            span.set_attribute(KeyValue::new("user_agent.original", agent.to_owned()));
+            span.set_attribute(KeyValue::new(attr::USER_AGENT_ORIGINAL, agent.to_owned()));
         }
         if let Some(info) = request
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         {
-            span.set_attribute(KeyValue::new("client.address", info.0.ip().to_string()));
-            span.set_attribute(KeyValue::new("network.peer.port", i64::from(info.0.port())));
+            span.set_attribute(KeyValue::new(attr::CLIENT_ADDRESS, info.0.ip().to_string()));
+            span.set_attribute(KeyValue::new(
+                attr::NETWORK_PEER_PORT,
+                i64::from(info.0.port()),
+            ));
         }
         span.set_attribute(KeyValue::new(
-            "network.protocol.version",
+            attr::NETWORK_PROTOCOL_VERSION,
             protocol_version(request.version()),
         ));
         for name in redaction.headers_to_capture() {
