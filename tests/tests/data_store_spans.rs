@@ -26,7 +26,7 @@ fn telemetry(receiver: &OtlpReceiver, service: &str) -> platform_telemetry::Tele
                 receiver.http_endpoint().as_str(),
             ),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("OTEL_METRICS_EXPORTER", "otlp"),
+            ("OTEL_METRICS_EXPORTER", "otlp,prometheus"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
         ])
         .log_writer(std::io::sink)
@@ -184,6 +184,23 @@ async fn postgres_queries_through_sqlx_are_client_spans_without_their_literals()
             .attr("db.operation.name")
             .as_deref(),
         Some("CREATE")
+    );
+
+    // The names and labels the service overview's data-store panels select, on /metrics.
+    let scrape = telemetry.scrape_metrics(None).body;
+    let bucket = scrape
+        .lines()
+        .find(|l| {
+            l.starts_with("db_client_operation_duration_seconds_bucket{")
+                && l.contains(r#"db_system_name="postgresql""#)
+                && l.contains(r#"db_operation_name="INSERT""#)
+                && l.contains(r#"db_collection_name="orders""#)
+        })
+        .unwrap_or_else(|| panic!("no INSERT orders bucket on /metrics:\n{scrape}"));
+    assert!(!bucket.contains("db_query_text"), "{bucket}");
+    assert!(
+        scrape.contains(r#"error_type="42P01""#),
+        "the failure is its own series:\n{scrape}"
     );
 
     let recorded = everything_recorded(&snapshot);

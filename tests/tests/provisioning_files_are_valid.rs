@@ -215,6 +215,46 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
             "error_type",
         ],
     ),
+    (
+        "db_client_operation_duration_seconds_bucket",
+        &[
+            "db_system_name",
+            "db_namespace",
+            "db_operation_name",
+            "db_collection_name",
+            "db_query_summary",
+            "server_address",
+            "server_port",
+            "error_type",
+            "le",
+        ],
+    ),
+    (
+        "db_client_operation_duration_seconds_sum",
+        &[
+            "db_system_name",
+            "db_namespace",
+            "db_operation_name",
+            "db_collection_name",
+            "db_query_summary",
+            "server_address",
+            "server_port",
+            "error_type",
+        ],
+    ),
+    (
+        "db_client_operation_duration_seconds_count",
+        &[
+            "db_system_name",
+            "db_namespace",
+            "db_operation_name",
+            "db_collection_name",
+            "db_query_summary",
+            "server_address",
+            "server_port",
+            "error_type",
+        ],
+    ),
     // Labels are the resource's attributes: not checked.
     ("target_info", &[]),
 ];
@@ -226,6 +266,7 @@ const COMMON_LABELS: &[&str] = &["job", "instance", "otel_scope_name", "otel_sco
 fn is_library_metric_name(name: &str) -> bool {
     name.starts_with("http_")
         || name.starts_with("messaging_")
+        || name.starts_with("db_client_")
         || name.starts_with("otel_sdk_")
         || name == "target_info"
 }
@@ -1566,7 +1607,8 @@ fn every_dashboard_query_parses_and_uses_only_emitted_metric_names() {
                         // Latency panels show exemplars, the jump from a spike to its trace.
                         let latency = metrics
                             .contains("http_server_request_duration_seconds_bucket")
-                            || metrics.contains("messaging_process_duration_seconds_bucket");
+                            || metrics.contains("messaging_process_duration_seconds_bucket")
+                            || metrics.contains("db_client_operation_duration_seconds_bucket");
                         if latency && panel["type"] == "timeseries" && target["exemplar"] != true {
                             problems.push(format!(
                                 "{context}: latency target without \"exemplar\": true"

@@ -26,9 +26,15 @@ fn library_kubernetes_variables() -> Vec<(String, String)> {
         .lines()
         .filter_map(|l| {
             let l = l.trim().strip_prefix("(\"")?;
-            let (var, rest) = l.split_once("\", \"")?;
-            let attr = rest.strip_suffix("\"),")?;
-            Some((var.to_string(), attr.to_string()))
+            let (var, rest) = l.split_once("\", ")?;
+            let rest = rest.strip_suffix("),")?;
+            // A literal ("k8s.pod.name") or a semantic-conventions constant (attr::K8S_POD_NAME,
+            // whose value is its name in lower case with dots).
+            let attr = match rest.strip_prefix("attr::") {
+                Some(constant) => constant.to_ascii_lowercase().replace('_', "."),
+                None => rest.trim_matches('"').to_string(),
+            };
+            Some((var.to_string(), attr))
         })
         .collect();
     assert!(

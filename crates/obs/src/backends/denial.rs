@@ -139,10 +139,18 @@ pub fn transport_error(e: &reqwest::Error) -> String {
         return "no answer before the timeout".into();
     }
     let chain = error_chain(e);
+    let https = e.url().is_some_and(|u| u.scheme() == "https");
     if e.is_connect() && !is_tls_failure(&chain) {
         "connection refused or host unreachable".into()
     } else if is_tls_failure(&chain) {
         format!("TLS failed: {}", redact::text(&chain))
+    } else if https && e.is_request() {
+        // TLS 1.3 sends a refused client certificate's alert after the handshake: the client
+        // sees the connection close before any answer, with no TLS word in the error.
+        format!(
+            "TLS failed (the server closed the connection before answering, as one that requires a client certificate does): {}",
+            redact::text(&chain)
+        )
     } else {
         redact::text(&e.to_string())
     }
