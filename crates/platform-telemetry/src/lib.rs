@@ -44,6 +44,7 @@ mod pipeline;
 pub mod propagation;
 pub mod redact;
 mod resource;
+mod runtime_metrics;
 mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
