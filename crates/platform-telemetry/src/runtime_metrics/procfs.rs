@@ -3,6 +3,8 @@
 use std::fs::File;
 use std::io::Read as _;
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The most bytes read from one `/proc` file: `stat` is a few hundred bytes, `auxv` a few
 /// hundred more; anything longer is not what we expect and is cut.
@@ -110,6 +112,39 @@ impl Stat {
     }
 }
 
+/// One `/proc/self/stat` read shared by the instruments that need it: the callbacks of one
+/// collection run back to back, so the first reads the file and the others reuse what it read
+/// for as long as it is [`SharedStat::FRESH`]. A failed read is not kept.
+#[derive(Debug)]
+pub(super) struct SharedStat {
+    fresh: Duration,
+    last: Mutex<Option<(Instant, Stat)>>,
+}
+
+impl SharedStat {
+    /// How long a read serves: far below any scrape or export interval.
+    pub(super) const FRESH: Duration = Duration::from_millis(100);
+
+    pub(super) fn new(fresh: Duration) -> Self {
+        Self {
+            fresh,
+            last: Mutex::new(None),
+        }
+    }
+
+    pub(super) fn get(&self) -> Option<Stat> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, stat)) = *last
+            && at.elapsed() < self.fresh
+        {
+            return Some(stat);
+        }
+        let stat = stat()?;
+        *last = Some((Instant::now(), stat));
+        Some(stat)
+    }
+}
+
 /// `/proc/self/stat`, read and parsed; `None` if either fails.
 pub(super) fn stat() -> Option<Stat> {
     let bytes = read_bounded(Path::new("/proc/self/stat"))?;
@@ -188,6 +223,37 @@ mod tests {
         let sys = Sysconf::read();
         assert!(sys.page_size >= 4096 && sys.page_size.is_power_of_two());
         assert!(sys.ticks_per_second > 0.0);
+    }
+
+    /// Burns CPU on this thread until `/proc/self/stat` shows more of it (10 ms ticks).
+    fn burn_a_tick() {
+        let before = stat().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        while stat().unwrap().user_ticks + stat().unwrap().system_ticks
+            == before.user_ticks + before.system_ticks
+        {
+            assert!(Instant::now() < deadline, "no CPU tick in 10 s of work");
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_read_serves_while_fresh_and_is_read_again_after() {
+        let ticks = |s: Stat| s.user_ticks + s.system_ticks;
+        let kept = SharedStat::new(Duration::from_secs(3600));
+        let first = kept.get().unwrap();
+        burn_a_tick();
+        assert_eq!(kept.get(), Some(first), "a fresh read is reused");
+        let reread = SharedStat::new(Duration::ZERO);
+        let first = reread.get().unwrap();
+        burn_a_tick();
+        assert!(
+            ticks(reread.get().unwrap()) > ticks(first),
+            "a stale read is replaced"
+        );
     }
 
     fn auxv(pairs: &[(usize, usize)]) -> Vec<u8> {
