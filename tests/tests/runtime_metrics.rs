@@ -217,11 +217,9 @@ fn tokio_metrics_describe_the_runtime_the_instance_was_built_in() {
     for task in waiting {
         runtime.block_on(task).unwrap().unwrap();
     }
-    let text = scrape_until(
-        &telemetry,
-        || std::thread::yield_now(),
-        |text| value(text, "tokio_alive_tasks", "") < 20.0,
-    );
+    let text = scrape_until(&telemetry, std::thread::yield_now, |text| {
+        value(text, "tokio_alive_tasks", "") < 20.0
+    });
     assert!(value(&text, "tokio_alive_tasks", "") < 20.0);
 }
 
