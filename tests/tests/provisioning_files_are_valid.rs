@@ -255,6 +255,19 @@ const LIBRARY_METRICS: &[(&str, &[&str])] = &[
             "error_type",
         ],
     ),
+    // Process and tokio runtime metrics (OTEL_RUST_RUNTIME_METRICS, on by default).
+    ("process_cpu_time_seconds_total", &["cpu_mode"]),
+    ("process_memory_usage_bytes", &[]),
+    ("process_memory_virtual_bytes", &[]),
+    ("process_thread_count", &[]),
+    ("process_unix_file_descriptor_count", &[]),
+    ("tokio_workers", &[]),
+    ("tokio_alive_tasks", &[]),
+    ("tokio_global_queue_depth", &[]),
+    (
+        "tokio_worker_busy_duration_seconds_total",
+        &["tokio_worker_index"],
+    ),
     // Labels are the resource's attributes: not checked.
     ("target_info", &[]),
 ];
@@ -268,6 +281,8 @@ fn is_library_metric_name(name: &str) -> bool {
         || name.starts_with("messaging_")
         || name.starts_with("db_client_")
         || name.starts_with("otel_sdk_")
+        || name.starts_with("process_")
+        || name.starts_with("tokio_")
         || name == "target_info"
 }
 
@@ -1028,7 +1043,7 @@ fn panels(dashboard: &Json) -> Vec<&Json> {
 }
 
 #[test]
-fn the_three_dashboards_exist_in_the_platform_folder() {
+fn the_platform_dashboards_exist_in_the_platform_folder() {
     let dashboards = load_dashboards();
     for (file, uid) in [
         (
@@ -1043,6 +1058,7 @@ fn the_three_dashboards_exist_in_the_platform_folder() {
             "dashboards/platform/telemetry-pipeline.json",
             "platform-telemetry-pipeline",
         ),
+        ("dashboards/platform/runtime.json", "platform-runtime"),
     ] {
         let (_, json) = dashboards
             .iter()

@@ -17,6 +17,10 @@
 //!   exported as OTLP log records; inside a span both carry `trace_id` and `span_id`.
 //! - **Metrics**: instruments from [`Telemetry::meter`] are served in the Prometheus formats by
 //!   [`Telemetry::scrape_metrics`] and optionally pushed over OTLP.
+//! - **Process and runtime metrics**: CPU time, memory, threads and file descriptors of the
+//!   process (semantic-convention names, Linux) and the tokio runtime's workers, busy time,
+//!   global queue depth and alive tasks, read on each scrape or export; off with
+//!   `OTEL_RUST_RUNTIME_METRICS=false` or [`Builder::runtime_metrics`].
 //! - **Propagation**: W3C trace context and baggage by default (`OTEL_PROPAGATORS`).
 //! - **Never hurts the service**: exports run off the application's runtime, queues are bounded
 //!   and every dropped item is counted ([`Telemetry::pipeline_stats`], and
@@ -45,6 +49,7 @@ mod pipeline;
 pub mod propagation;
 pub mod redact;
 mod resource;
+mod runtime_metrics;
 mod semconv;
 mod telemetry;
 #[cfg(feature = "testing")]

@@ -171,6 +171,27 @@ impl Builder {
         self
     }
 
+    /// Process and tokio runtime metrics (default on), unless `OTEL_RUST_RUNTIME_METRICS`
+    /// (`true` or `false`) says otherwise: `process.cpu.time`, `process.memory.usage`,
+    /// `process.memory.virtual`, `process.thread.count` and `process.unix.file_descriptor.count`
+    /// (Linux; nothing elsewhere), and, when the instance is built inside a tokio runtime, that
+    /// runtime's `tokio.workers`, `tokio.alive_tasks`, `tokio.global_queue_depth` and
+    /// `tokio.worker.busy_duration`. They are read when the metrics are (a scrape or an OTLP
+    /// export), never on a timer.
+    ///
+    /// ```
+    /// let telemetry = platform_telemetry::builder()
+    ///     .runtime_metrics(false)
+    ///     .env_vars([("OTEL_TRACES_EXPORTER", "none"), ("OTEL_LOGS_EXPORTER", "none")])
+    ///     .build()?;
+    /// assert!(!telemetry.scrape_metrics(None).body.contains("process_cpu_time"));
+    /// # Ok::<(), platform_telemetry::Error>(())
+    /// ```
+    pub fn runtime_metrics(mut self, on: bool) -> Self {
+        self.code.runtime_metrics = Some(on);
+        self
+    }
+
     /// The bound on shutdown and on the flush after a panic (default 5 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -626,6 +647,9 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
                     },
                 ],
             );
+            if cfg.runtime_metrics {
+                crate::runtime_metrics::register(&meters.provider.meter(INSTRUMENTATION_SCOPE));
+            }
         }
         (Some(tracer_provider), logger_provider, meters)
     };

@@ -166,6 +166,8 @@ async fn every_library_metric_the_dashboards_select_is_in_a_live_scrape_of_the_e
         "http_server_request_duration_seconds_bucket",
         "messaging_process_duration_seconds_bucket",
         "messaging_client_sent_messages_total",
+        "process_cpu_time_seconds_total",
+        "tokio_worker_busy_duration_seconds_total",
         "target_info",
     ] {
         assert!(

@@ -201,6 +201,8 @@ pub fn is_library_metric(name: &str) -> bool {
     name.starts_with("http_")
         || name.starts_with("messaging_")
         || name.starts_with("otel_sdk_")
+        || name.starts_with("process_")
+        || name.starts_with("tokio_")
         || name == "target_info"
 }
 

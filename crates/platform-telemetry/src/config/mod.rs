@@ -152,6 +152,10 @@ pub(crate) struct Exporters {
     pub(crate) prometheus: bool,
 }
 
+/// Turns the process and tokio runtime metrics off (`false`) or on (`true`, the default). Not a
+/// specification variable; named like `OTEL_RUST_METRICS_CARDINALITY_LIMIT`.
+pub(crate) const RUNTIME_METRICS_VARIABLE: &str = "OTEL_RUST_RUNTIME_METRICS";
+
 /// Everything the library needs, resolved.
 #[derive(Clone, Debug)]
 pub(crate) struct Resolved {
@@ -171,6 +175,8 @@ pub(crate) struct Resolved {
     pub(crate) log_format: LogFormat,
     pub(crate) log_filter: String,
     pub(crate) limits: crate::limits::Limits,
+    /// Process and tokio runtime metrics (`OTEL_RUST_RUNTIME_METRICS`, default on).
+    pub(crate) runtime_metrics: bool,
 }
 
 /// What code set on the builder; the environment overrides each of these.
@@ -182,6 +188,7 @@ pub(crate) struct CodeDefaults {
     pub(crate) log_filter: Option<String>,
     pub(crate) stdout_is_terminal: bool,
     pub(crate) metric_cardinality_limit: Option<usize>,
+    pub(crate) runtime_metrics: Option<bool>,
 }
 
 pub(crate) fn resolve(env: &Env, code: &CodeDefaults, warnings: &mut Warnings) -> Resolved {
@@ -268,6 +275,12 @@ pub(crate) fn resolve(env: &Env, code: &CodeDefaults, warnings: &mut Warnings) -
         log_format,
         log_filter,
         limits: crate::limits::resolve(env, code.metric_cardinality_limit, warnings),
+        runtime_metrics: parse_bool(
+            env,
+            RUNTIME_METRICS_VARIABLE,
+            code.runtime_metrics.unwrap_or(true),
+            warnings,
+        ),
     }
 }
 

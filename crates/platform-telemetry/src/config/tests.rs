@@ -541,3 +541,27 @@ fn endpoints_in_warnings_lose_their_credentials() {
         }
     }
 }
+
+#[test]
+fn runtime_metrics_are_on_by_default_and_the_variable_overrides_the_builder() {
+    let resolve_code = |pairs: &[(&str, &str)], code: Option<bool>| {
+        let env = Env::from_pairs(pairs.iter().copied());
+        let code = CodeDefaults {
+            runtime_metrics: code,
+            ..CodeDefaults::default()
+        };
+        let mut w = Warnings::default();
+        let r = resolve(&env, &code, &mut w);
+        (r.runtime_metrics, w.into_vec())
+    };
+    assert_eq!(resolve_code(&[], None), (true, vec![]));
+    assert_eq!(resolve_code(&[], Some(false)), (false, vec![]));
+    let off = [(RUNTIME_METRICS_VARIABLE, "FALSE")];
+    assert_eq!(resolve_code(&off, Some(true)), (false, vec![]));
+    let on = [(RUNTIME_METRICS_VARIABLE, "true")];
+    assert_eq!(resolve_code(&on, Some(false)), (true, vec![]));
+    let (on, warnings) = resolve_code(&[(RUNTIME_METRICS_VARIABLE, "off")], Some(true));
+    assert!(on, "a malformed value keeps the builder's setting");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].variable, RUNTIME_METRICS_VARIABLE);
+}
