@@ -54,6 +54,10 @@ pub(crate) fn build(env: &Env, code: &ResourceDefaults, warnings: &mut Warnings)
         i64::from(std::process::id()).into(),
     );
     set(&mut attrs, attr::PROCESS_EXECUTABLE_NAME, executable.into());
+    // Required by the registry on the process entity the process metrics describe.
+    if let Some(created) = crate::runtime_metrics::process_creation_time() {
+        set(&mut attrs, attr::PROCESS_CREATION_TIME, created.into());
+    }
     set(&mut attrs, attr::PROCESS_RUNTIME_NAME, "rust".into());
     if let Some(id) = container_id() {
         set(&mut attrs, attr::CONTAINER_ID, id.into());

@@ -61,6 +61,35 @@ impl Sysconf {
     }
 }
 
+/// When this process started, as seconds since the Unix epoch: `/proc/self/stat` field 22
+/// (clock ticks after boot) plus `btime` of `/proc/stat` (boot, in Unix seconds). `None` when
+/// either cannot be read.
+pub(crate) fn process_start_unix_seconds() -> Option<f64> {
+    let stat = String::from_utf8(read_bounded(Path::new("/proc/self/stat"))?).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // Fields from 3 (state) on: field 22 is at index 19.
+    let start_ticks: u64 = after_comm
+        .split_ascii_whitespace()
+        .nth(22 - 3)?
+        .parse()
+        .ok()?;
+    let boot = boot_unix_seconds(&String::from_utf8_lossy(&read_bounded_up_to(
+        Path::new("/proc/stat"),
+        64 * 1024,
+    )?))?;
+    Some(boot as f64 + start_ticks as f64 / Sysconf::read().ticks_per_second)
+}
+
+/// `btime` in a `/proc/stat` text.
+fn boot_unix_seconds(proc_stat: &str) -> Option<u64> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// What the metrics need from `/proc/self/stat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Stat {
@@ -175,10 +204,15 @@ pub(super) fn count_file_descriptors() -> Option<u64> {
 
 /// Up to [`MAX_FILE_BYTES`] of a file.
 fn read_bounded(path: &Path) -> Option<Vec<u8>> {
+    read_bounded_up_to(path, MAX_FILE_BYTES)
+}
+
+/// Reads at most `max` bytes of `path`.
+fn read_bounded_up_to(path: &Path, max: u64) -> Option<Vec<u8>> {
     let mut bytes = Vec::with_capacity(512);
     File::open(path)
         .ok()?
-        .take(MAX_FILE_BYTES)
+        .take(max)
         .read_to_end(&mut bytes)
         .ok()?;
     Some(bytes)
@@ -189,6 +223,24 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn the_boot_time_is_read_from_proc_stat_and_this_process_started_after_it() {
+        assert_eq!(
+            boot_unix_seconds("cpu  1 2 3\nintr 5 6\nbtime 1764777600\nprocesses 9\n"),
+            Some(1_764_777_600)
+        );
+        assert_eq!(boot_unix_seconds("cpu 1\n"), None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        let started = process_start_unix_seconds().unwrap_or_default();
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0,
+            "started {started}, now {now}"
+        );
+    }
 
     /// A real line (a process named `my (odd) name`), fields 14, 15, 20, 23, 24 set apart.
     const STAT: &str = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1200 0 3 0 \
