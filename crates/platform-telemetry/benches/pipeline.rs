@@ -7,39 +7,41 @@
 //! real `otlp-receiver` on loopback, served by a one-worker tokio runtime in this process.
 //! JSON log lines are formatted in full and written to `std::io::sink`.
 //!
-//! Results (2-core x86_64 VM, Rust 1.95, release, 2026-12-02; criterion medians of one run of
+//! Results (2-core x86_64 VM, Rust 1.95, release, 2026-12-03; criterion medians of one run of
 //! `cargo bench -p platform-telemetry --bench pipeline --features http-server,http-client --
-//! --warm-up-time 1 --measurement-time 3`; two back-to-back runs on this VM differed by up to
-//! ±20 % per line, so compare lines of one run; how to read them: BENCHMARKS.md). Allocations:
+//! --warm-up-time 1 --measurement-time 3`; back-to-back runs on this VM differ by up to ±20 %
+//! per line, so compare lines of one run; how to read them: BENCHMARKS.md). Allocations:
 //! heap allocations (`alloc` + `realloc`) per call made on the benchmark's thread, counted over
 //! 10,000 calls after each benchmark (export threads and the receiver not counted):
 //!
-//! | Benchmark                               | Median  | Allocs/op |
-//! |-----------------------------------------|---------|-----------|
-//! | baseline_fmt_only/span_start_end        | 472 ns  | 4         |
-//! | span/start_end_sampled                  | 1.19 µs | 8         |
-//! | span/start_end_not_sampled              | 969 ns  | 8         |
-//! | baseline_fmt_only/event_in_span         | 1.54 µs | 0         |
-//! | log/event_in_sampled_span               | 1.47 µs | 8.8       |
-//! | baseline_fmt_only/json_line_in_span     | 3.00 µs | 7         |
-//! | log/json_line_in_span                   | 1.17 µs | 6         |
-//! | metrics/histogram_record (sdk floor)    | 126 ns  | 0         |
-//! | metrics/counter_add                     | 94 ns   | 0         |
-//! | propagation/inject_context              | 330 ns  | 6         |
-//! | propagation/extract                     | 522 ns  | 2         |
-//! | sdk_floor/extract                       | 453 ns  | 4         |
-//! | sdk_floor/span_start_end                | 184 ns  | 0         |
-//! | sdk_floor/span_start_end_not_sampled    | 87 ns   | 0         |
-//! | messaging/producer_span_sampled         | 979 ns  | 14        |
-//! | messaging/producer_span_not_sampled     | 500 ns  | 7         |
-//! | messaging/consumer_span_sampled         | 1.04 µs | 11        |
-//! | messaging/consumer_span_not_sampled     | 626 ns  | 4         |
-//! | baseline/http_request_bare              | 1.02 µs | 21        |
-//! | http_server/request_sampled             | 4.13 µs | 38        |
-//! | http_server/request_not_sampled         | 2.31 µs | 28        |
-//! | baseline/http_client_bare               | 1.09 µs | 10        |
-//! | http_client/request_sampled             | 3.04 µs | 30        |
-//! | http_client/request_not_sampled         | 2.58 µs | 22        |
+//! | Benchmark                                 | Median  | Allocs/op |
+//! |-------------------------------------------|---------|-----------|
+//! | baseline_fmt_only/span_start_end          | 333 ns  | 4         |
+//! | span/start_end_sampled                    | 1.50 µs | 8         |
+//! | span/start_end_not_sampled                | 1.02 µs | 8         |
+//! | baseline_fmt_only/event_in_span           | 1.15 µs | 0         |
+//! | log/event_in_sampled_span                 | 1.12 µs | 8.8       |
+//! | baseline_fmt_only/json_line_in_span       | 1.67 µs | 7         |
+//! | log/json_line_in_span                     | 774 ns  | 6         |
+//! | metrics/histogram_record (sdk floor)      | 92 ns   | 0         |
+//! | metrics/counter_add                       | 78 ns   | 0         |
+//! | propagation/inject_context                | 258 ns  | 6         |
+//! | propagation/extract                       | 307 ns  | 2         |
+//! | sdk_floor/extract                         | 243 ns  | 4         |
+//! | sdk_floor/span_start_end                  | 152 ns  | 0         |
+//! | sdk_floor/span_start_end_not_sampled      | 58 ns   | 0         |
+//! | messaging/producer_span_sampled           | 1.38 µs | 14        |
+//! | messaging/producer_span_not_sampled       | 810 ns  | 9         |
+//! | messaging/consumer_span_sampled           | 1.44 µs | 11        |
+//! | messaging/consumer_span_not_sampled       | 866 ns  | 6         |
+//! | sdk_floor/consumer_by_hand_sampled        | 921 ns  | 7         |
+//! | sdk_floor/consumer_by_hand_not_sampled    | 672 ns  | 7         |
+//! | baseline/http_request_bare                | 906 ns  | 21        |
+//! | http_server/request_sampled               | 3.28 µs | 36        |
+//! | http_server/request_not_sampled           | 1.85 µs | 28        |
+//! | baseline/http_client_bare                 | 803 ns  | 10        |
+//! | http_client/request_sampled               | 2.57 µs | 28        |
+//! | http_client/request_not_sampled           | 1.66 µs | 20        |
 //!
 //! The `baseline_fmt_only/*` benchmarks run the same span and event under a plain
 //! `tracing_subscriber::fmt()` subscriber with no OpenTelemetry (`json_line_in_span`: under
