@@ -53,7 +53,7 @@ command -v curl >/dev/null 2>&1 || { echo "semconv-check: curl is needed (apt-ge
 # their own binaries do) and obs. The same command as scripts/test.sh's, so after it (in CI)
 # nothing is compiled again; alone, it builds the test targets.
 cargo test --workspace --all-targets --locked --no-run --quiet
-bin="$root/target/debug"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 
 rm -rf "$out"
 mkdir -p "$out/registry"
