@@ -175,3 +175,21 @@ fn base64_decode(text: &str) -> String {
     }
     String::from_utf8(out).expect("UTF-8 secret")
 }
+
+/// How many dashboards the repository ships (JSON files under dashboards/, any depth).
+pub fn shipped_dashboards() -> usize {
+    fn count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                if p.is_dir() {
+                    count(&p)
+                } else {
+                    usize::from(p.extension().is_some_and(|e| e == "json"))
+                }
+            })
+            .sum()
+    }
+    count(&repo_root().join("dashboards"))
+}

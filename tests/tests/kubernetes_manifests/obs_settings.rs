@@ -263,7 +263,7 @@ async fn obs_starts_and_becomes_ready_with_the_rendered_settings() {
         support::wait_ready(&format!("{base}/readyz"), &process).await;
         assert_eq!(
             grafana.dashboards().len(),
-            3,
+            crate::kube::shipped_dashboards(),
             "{dir}: provisioned before ready"
         );
         let output = process.output();

@@ -75,7 +75,11 @@ fn obs_provisions_the_base_then_the_overlay_with_each_stores_tenant_and_credenti
             "base: no basic auth: {datasource}"
         );
     }
-    assert_eq!(grafana.dashboards().len(), 3, "{output}");
+    assert_eq!(
+        grafana.dashboards().len(),
+        crate::kube::shipped_dashboards(),
+        "{output}"
+    );
     assert!(!output.contains(&token), "the token was printed:\n{output}");
 
     // The same Grafana, moved to the multi-tenant stores.
@@ -114,7 +118,11 @@ fn obs_provisions_the_base_then_the_overlay_with_each_stores_tenant_and_credenti
             "{datasource}"
         );
     }
-    assert_eq!(grafana.dashboards().len(), 3, "{output}");
+    assert_eq!(
+        grafana.dashboards().len(),
+        crate::kube::shipped_dashboards(),
+        "{output}"
+    );
     for value in secrets.values() {
         assert!(
             !output.contains(value.as_str()),
