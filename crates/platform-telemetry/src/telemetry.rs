@@ -280,8 +280,9 @@ struct Inner {
     span_counters: Arc<Counters>,
     log_counters: Arc<Counters>,
     exemplars: Arc<crate::metrics::ExemplarStore>,
-    messaging: Arc<crate::messaging::MessagingInstruments>,
-    db: Arc<crate::db::DbInstruments>,
+    /// What the library's own spans and metrics need (the messaging and database instruments),
+    /// for code that runs while no instance's subscriber is current.
+    instance: CurrentInstance,
     warnings: Vec<ConfigWarning>,
     shutdown_timeout: Duration,
     shut_down: AtomicBool,
@@ -666,14 +667,15 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         exemplars.clone(),
     ));
     let db = Arc::new(crate::db::DbInstruments::new(&meter, exemplars.clone()));
+    let instance = CurrentInstance {
+        tracer: tracer.clone(),
+        messaging,
+        db,
+    };
     let dispatch = subscriber(
         &cfg,
         writer,
-        CurrentInstance {
-            tracer: tracer.clone(),
-            messaging: messaging.clone(),
-            db: db.clone(),
-        },
+        instance.clone(),
         logger_provider.as_ref(),
         span_source_attributes,
     );
@@ -705,8 +707,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
             span_counters,
             log_counters,
             exemplars,
-            messaging,
-            db,
+            instance,
             warnings,
             shutdown_timeout,
             shut_down: AtomicBool::new(false),
@@ -724,6 +725,7 @@ pub(crate) const INSTRUMENTATION_SCOPE: &str = "platform-telemetry";
 /// A layer that does nothing but let code find the instance whose subscriber is current
 /// (`Dispatch::downcast_ref`), so the spans the library starts with the SDK tracer directly go
 /// to the same instance as the `tracing` spans around them.
+#[derive(Clone)]
 struct CurrentInstance {
     tracer: Option<SdkTracer>,
     messaging: Arc<crate::messaging::MessagingInstruments>,
@@ -736,48 +738,29 @@ impl<S: tracing::Subscriber> Layer<S> for CurrentInstance {}
 /// one, the global instance's.
 #[cfg(feature = "http-client")]
 pub(crate) fn current_tracer() -> Option<SdkTracer> {
-    let local = tracing::dispatcher::get_default(|dispatch| {
-        dispatch
-            .downcast_ref::<CurrentInstance>()
-            .map(|instance| instance.tracer.clone())
-    });
-    match local {
-        Some(tracer) => tracer,
-        None => GLOBAL.get().and_then(|t| t.inner.tracer.clone()),
-    }
+    current_instance(|i| i.tracer.clone()).flatten()
 }
 
-/// The tracer (if traces are on) and the messaging instruments of the instance whose
-/// subscriber is current on this thread, else of the global instance; `None` without either.
+/// `pick` applied to the instance whose subscriber is current on this thread, else to the
+/// global instance; `None` without either.
+fn current_instance<T>(pick: impl Fn(&CurrentInstance) -> T) -> Option<T> {
+    tracing::dispatcher::get_default(|dispatch| {
+        dispatch.downcast_ref::<CurrentInstance>().map(&pick)
+    })
+    .or_else(|| GLOBAL.get().map(|t| pick(&t.inner.instance)))
+}
+
+/// The tracer (if traces are on) and the messaging instruments of the current instance.
 pub(crate) fn current_messaging() -> Option<(
     Option<SdkTracer>,
     Arc<crate::messaging::MessagingInstruments>,
 )> {
-    let local = tracing::dispatcher::get_default(|dispatch| {
-        dispatch
-            .downcast_ref::<CurrentInstance>()
-            .map(|instance| (instance.tracer.clone(), instance.messaging.clone()))
-    });
-    local.or_else(|| {
-        GLOBAL
-            .get()
-            .map(|t| (t.inner.tracer.clone(), t.inner.messaging.clone()))
-    })
+    current_instance(|i| (i.tracer.clone(), i.messaging.clone()))
 }
 
-/// The tracer (if traces are on) and the database instrument of the instance whose subscriber
-/// is current on this thread, else of the global instance; `None` without either.
+/// The tracer (if traces are on) and the database instrument of the current instance.
 pub(crate) fn current_db() -> Option<(Option<SdkTracer>, Arc<crate::db::DbInstruments>)> {
-    let local = tracing::dispatcher::get_default(|dispatch| {
-        dispatch
-            .downcast_ref::<CurrentInstance>()
-            .map(|instance| (instance.tracer.clone(), instance.db.clone()))
-    });
-    local.or_else(|| {
-        GLOBAL
-            .get()
-            .map(|t| (t.inner.tracer.clone(), t.inner.db.clone()))
-    })
+    current_instance(|i| (i.tracer.clone(), i.db.clone()))
 }
 
 fn subscriber(

@@ -172,7 +172,7 @@ impl<'a> DbOperation<'a> {
         };
         let outcome = DbOutcome::new(
             instruments,
-            described.metric_attributes(&self),
+            described.common(&self),
             cx.span().span_context().clone(),
         );
         DbSpan {
@@ -238,6 +238,7 @@ impl Described {
         }
     }
 
+    /// The span's and the metric's attributes (the span adds `db.query.text`).
     fn common(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(8);
         attributes.push(KeyValue::new(attr::DB_SYSTEM_NAME, operation.system));
@@ -266,10 +267,6 @@ impl Described {
             attributes.push(KeyValue::new(attr::DB_QUERY_TEXT, text.clone()));
         }
         attributes
-    }
-
-    fn metric_attributes(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
-        self.common(operation)
     }
 }
 
