@@ -34,11 +34,13 @@ const OUTAGE: Duration = Duration::from_secs(4);
 const CLIENTS: u64 = 4;
 const PACE: Duration = Duration::from_millis(25);
 
-/// Order ids encode the phase a request was sent in: `phase * PHASE_ID + n`.
-const PHASE_ID: u64 = 1_000_000;
+/// Order ids encode the phase a request was sent in: `phase * PHASE_ID + n % PHASE_ID`, all
+/// orders that exist (`orders::SEEDED_ORDERS`).
+const PHASE_ID: u64 = 100;
 const PHASE_HEALTHY: u64 = 1;
 const PHASE_OUTAGE: u64 = 2;
 const PHASE_RECOVERED: u64 = 3;
+const _: () = assert!((PHASE_RECOVERED + 1) * PHASE_ID <= orders::SEEDED_ORDERS);
 
 #[derive(Clone, Copy, Debug)]
 struct Sample {
@@ -90,7 +92,7 @@ impl Load {
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
                     let phase = phase.load(Ordering::Relaxed);
-                    let id = phase * PHASE_ID + next_id.fetch_add(1, Ordering::Relaxed);
+                    let id = phase * PHASE_ID + next_id.fetch_add(1, Ordering::Relaxed) % PHASE_ID;
                     let started = Instant::now();
                     let result = client.get(format!("{base_url}/orders/{id}")).send().await;
                     let latency = started.elapsed();

@@ -28,6 +28,9 @@ async fn get_order(
         .send()
         .await
         .map_err(|e| bad_gateway(format!("GET {url}: {e}")))?;
+    if response.status() == StatusCode::NOT_FOUND {
+        return Err((StatusCode::NOT_FOUND, format!("no order {id}")));
+    }
     if !response.status().is_success() {
         return Err(bad_gateway(format!("GET {url}: {}", response.status())));
     }

@@ -304,7 +304,9 @@ fn postgres_bin() -> std::path::PathBuf {
 }
 
 /// A real PostgreSQL (Debian's package) on a free loopback port, trusting local connections,
-/// in a fresh data directory. As root it runs as the `postgres` user (the server refuses root).
+/// in a fresh data directory. As root it runs as the `postgres` user (the server refuses root),
+/// through `setpriv`, which becomes the server (where `runuser` would stay its parent, and
+/// killing it would leave the server running).
 /// Fails (never skips) when it is not installed. Keep the directory alive as long as the server.
 pub async fn start_postgres() -> (Process, String, tempfile::TempDir) {
     let bin = postgres_bin();
@@ -318,9 +320,10 @@ pub async fn start_postgres() -> (Process, String, tempfile::TempDir) {
         let program = program.display().to_string();
         if root {
             vec![
-                "runuser".into(),
-                "-u".into(),
-                "postgres".into(),
+                "setpriv".into(),
+                "--reuid=postgres".into(),
+                "--regid=postgres".into(),
+                "--clear-groups".into(),
                 "--".into(),
                 program,
             ]

@@ -1,102 +1,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! gateway → (HTTP) → orders → (real NATS) → worker, each its own process configured by env,
+//! gateway → (HTTP) → orders → (real NATS) → worker, each its own process configured by env
+//! (and orders → real PostgreSQL and Redis in `data_stores`),
 //! observed on a real OTLP receiver: one trace across every hop, parents intact, kinds and names
 //! as the semantic conventions say, logs of every hop in the trace, nothing secret recorded.
 
+#[path = "../support/mod.rs"]
 mod support;
 
+mod data_stores;
+mod shop;
+
 use std::collections::HashSet;
-use std::time::Duration;
 
-use otlp_receiver::{OtlpReceiver, ReceivedSpan, Snapshot};
-use support::{Process, free_port, http, spawn_example, start_nats, wait_ready};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Shop {
-    _nats: Process,
-    _worker: Process,
-    _orders: Process,
-    _gateway: Process,
-    gateway: String,
-    receiver: OtlpReceiver,
-}
-
-async fn start_shop() -> Shop {
-    start_shop_with(&[]).await
-}
-
-/// The shop, with `extra` variables for every service.
-async fn start_shop_with(extra: &[(&'static str, &str)]) -> Shop {
-    let receiver = OtlpReceiver::start().await.unwrap();
-    let (nats, nats_url) = start_nats().await;
-    let otlp = receiver.http_endpoint();
-    let common = |service_port: (&'static str, String)| {
-        let mut env = vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.clone()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
-            ("OTEL_BLRP_SCHEDULE_DELAY", "100".to_string()),
-            ("NATS_URL", nats_url.clone()),
-            service_port,
-        ];
-        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-        env
-    };
-    let (worker_port, orders_port, gateway_port) = (free_port(), free_port(), free_port());
-
-    let env = common(("WORKER_PORT", worker_port.to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let worker = spawn_example("worker", &env);
-    wait_ready(&format!("http://127.0.0.1:{worker_port}/healthz"), &worker).await;
-
-    let env = common(("ORDERS_PORT", orders_port.to_string()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let orders = spawn_example("orders", &env);
-    wait_ready(&format!("http://127.0.0.1:{orders_port}/healthz"), &orders).await;
-
-    let mut env = common(("GATEWAY_PORT", gateway_port.to_string()));
-    env.push(("ORDERS_URL", format!("http://127.0.0.1:{orders_port}")));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let gateway = spawn_example("gateway", &env);
-    let gateway_url = format!("http://127.0.0.1:{gateway_port}");
-    wait_ready(&format!("{gateway_url}/healthz"), &gateway).await;
-
-    Shop {
-        _nats: nats,
-        _worker: worker,
-        _orders: orders,
-        _gateway: gateway,
-        gateway: gateway_url,
-        receiver,
-    }
-}
-
-fn spans_of<'a>(snapshot: &'a Snapshot, trace_id: &str) -> Vec<&'a ReceivedSpan> {
-    snapshot
-        .spans
-        .iter()
-        .filter(|s| s.trace_id_hex() == trace_id)
-        .collect()
-}
-
-/// The span with this name and service, or a failure listing what the trace holds.
-fn find<'a>(spans: &[&'a ReceivedSpan], service: &str, name: &str) -> &'a ReceivedSpan {
-    spans
-        .iter()
-        .find(|s| s.service_name().as_deref() == Some(service) && s.name() == name)
-        .copied()
-        .unwrap_or_else(|| {
-            let have: Vec<String> = spans
-                .iter()
-                .map(|s| format!("{:?}/{}", s.service_name(), s.name()))
-                .collect();
-            panic!("no span {service}/{name:?} in the trace; it has {have:?}")
-        })
-}
-
-fn kind(span: &ReceivedSpan) -> i32 {
-    span.span.kind
-}
+use otlp_receiver::Snapshot;
+use shop::{
+    Shop, WAIT, find, kind, points_of, spans_of, start_shop, start_shop_with,
+    traceresponse_trace_id,
+};
+use support::http;
 
 /// Waits for the whole trace (the worker's consumer span is the last hop) and checks it.
 async fn assert_full_trace(shop: &Shop, trace_id: &str, remote_parent: Option<&str>) {
@@ -222,20 +143,6 @@ async fn assert_full_trace(shop: &Shop, trace_id: &str, remote_parent: Option<&s
     }
 }
 
-fn traceresponse_trace_id(response: &reqwest::Response) -> String {
-    let value = response
-        .headers()
-        .get("traceresponse")
-        .expect("traceresponse header")
-        .to_str()
-        .unwrap()
-        .to_string();
-    let parts: Vec<&str> = value.split('-').collect();
-    assert_eq!(parts.len(), 4, "traceresponse {value}");
-    assert_eq!(parts[0], "00");
-    parts[1].to_string()
-}
-
 #[tokio::test]
 async fn one_trace_crosses_gateway_orders_nats_and_worker() {
     let shop = start_shop().await;
@@ -354,16 +261,6 @@ async fn credentials_in_headers_and_query_are_never_recorded() {
         .await
         .unwrap();
     assert!(!metrics.contains("s3cr3t") && !metrics.contains("hunter2"));
-}
-
-/// The points of metric `name` exported by `service`.
-fn points_of(snapshot: &Snapshot, service: &str, name: &str) -> Vec<otlp_receiver::MetricPoint> {
-    snapshot
-        .metrics
-        .iter()
-        .filter(|m| m.service_name().as_deref() == Some(service) && m.name() == name)
-        .flat_map(|m| m.points())
-        .collect()
 }
 
 #[tokio::test]

@@ -1,0 +1,179 @@
+//! The order cache: Redis (`REDIS_URL`, through `redis`), or none.
+//!
+//! A lookup reads the cache first (`GET order:{id}`) and, on a miss, fills it from the store
+//! (`SET order:{id} … EX 60`). Each command is a CLIENT span named after it (`GET`, `SET`),
+//! recorded by name only: keys and values never reach telemetry. The cache is an optimisation,
+//! never a dependency: when Redis fails or is slow (every command is bounded by a timeout), the
+//! span is marked failed, a warning is logged and the lookup goes to the store.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use platform_telemetry::db::DbOperation;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::store::Order;
+
+/// How long a cached order is kept.
+pub const CACHE_TTL_SECONDS: u64 = 60;
+
+/// The most a cache command may take before the lookup goes on without it.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The cache in front of the store.
+#[derive(Clone, Debug, Default)]
+pub enum OrderCache {
+    /// No cache: every lookup reads the store.
+    #[default]
+    None,
+    /// A Redis server.
+    Redis(Redis),
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redis({}:{}/{})", self.host, self.port, self.database)
+    }
+}
+
+/// A reconnecting Redis connection and what its spans say about the server.
+#[derive(Clone)]
+pub struct Redis {
+    connection: ConnectionManager,
+    host: String,
+    port: u16,
+    database: String,
+}
+
+impl OrderCache {
+    /// Connects to Redis at `url` (`redis://[:password@]host:6379[/db]`). The connection
+    /// reconnects by itself after a failure. Errors name the server, never the password.
+    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let client = redis::Client::open(url).map_err(|e| {
+            anyhow::anyhow!(
+                "REDIS_URL is not a Redis URL (redis://[:password@]host:6379[/db]): {}",
+                e.category()
+            )
+        })?;
+        let info = client.get_connection_info();
+        let (host, port) = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            redis::ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port),
+            other => (other.to_string(), 0),
+        };
+        let database = info.redis_settings().db().to_string();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {host}:{port} (REDIS_URL)"))?;
+        Ok(Self::Redis(Redis {
+            connection,
+            host,
+            port,
+            database,
+        }))
+    }
+
+    /// The cached order, or `None` on a miss, without a cache, or when the cache failed.
+    pub async fn get(&self, id: u64) -> Option<Order> {
+        let OrderCache::Redis(redis) = self else {
+            return None;
+        };
+        let mut connection = redis.connection.clone();
+        let cached: Option<String> = redis
+            .operation("GET")
+            .run_with(
+                redis::cmd("GET").arg(key(id)).query_async(&mut connection),
+                redis_error_type,
+            )
+            .await
+            .inspect_err(
+                |error| tracing::warn!(%error, "order cache: GET failed; reading the store"),
+            )
+            .ok()?;
+        serde_json::from_str(&cached?)
+            .inspect_err(|error| tracing::warn!(%error, "order cache: unreadable entry; ignored"))
+            .ok()
+    }
+
+    /// Caches `order` for [`CACHE_TTL_SECONDS`]; a failure is logged and otherwise ignored.
+    pub async fn put(&self, order: &Order) {
+        let OrderCache::Redis(redis) = self else {
+            return;
+        };
+        let Ok(value) = serde_json::to_string(order) else {
+            return;
+        };
+        let mut connection = redis.connection.clone();
+        let stored: Result<(), _> = redis
+            .operation("SET")
+            .run_with(
+                redis::cmd("SET")
+                    .arg(key(order.id))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(CACHE_TTL_SECONDS)
+                    .query_async(&mut connection),
+                redis_error_type,
+            )
+            .await;
+        if let Err(error) = stored {
+            tracing::warn!(%error, "order cache: SET failed; the order is not cached");
+        }
+    }
+}
+
+impl Redis {
+    fn operation<'a>(&'a self, command: &'a str) -> DbOperation<'a> {
+        DbOperation::command("redis", command)
+            .namespace(&self.database)
+            .server(&self.host, self.port)
+    }
+}
+
+fn key(id: u64) -> String {
+    format!("order:{id}")
+}
+
+/// `error.type` for a Redis failure: `timeout`, `io_error`, the server's error code
+/// (`WRONGTYPE`, `NOAUTH`, …) or the client's kind of failure; never its message.
+pub fn redis_error_type(error: &redis::RedisError) -> Cow<'static, str> {
+    if error.is_timeout() {
+        return Cow::Borrowed("timeout");
+    }
+    if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
+        return Cow::Borrowed("io_error");
+    }
+    if let Some(code) = error.code() {
+        // Server codes are short upper-case words; anything else is not a code to record.
+        if code.len() <= 32 && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            return Cow::Owned(code.to_string());
+        }
+    }
+    Cow::Borrowed(match error.kind() {
+        redis::ErrorKind::AuthenticationFailed => "authentication_failed",
+        redis::ErrorKind::UnexpectedReturnType => "unexpected_return_type",
+        redis::ErrorKind::Parse => "parse_error",
+        _ => "redis_error",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_redis_url_that_does_not_parse_is_refused_naming_the_variable() {
+        let error = OrderCache::redis("http://:s3cret@cache")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("REDIS_URL"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+}
