@@ -10,6 +10,7 @@
 mod cache;
 mod events;
 mod faults;
+mod settings;
 mod store;
 
 use axum::Json;
@@ -177,7 +178,8 @@ pub async fn shutdown_signal() {
 }
 
 /// `orders` service. Env: `ORDERS_PORT` (8081), `DATABASE_URL` (`postgres://…`; unset: orders
-/// `1..=1000` in memory), `REDIS_URL` (`redis://…`; unset: no cache), `NATS_URL` (unset: events
+/// `1..=1000` in memory), `REDIS_URL` (`redis://…`; unset: no cache), each of the two also as
+/// `*_FILE` (a file holding it, such as a mounted Secret), `NATS_URL` (unset: events
 /// go to an in-process channel that nobody consumes), `ORDERS_FAULT_RATIO` (unset: none; `0.25`
 /// answers every fourth lookup 503, to prove alerts fire), plus the `OTEL_*` variables.
 ///
@@ -206,16 +208,17 @@ pub async fn run_from_env() -> anyhow::Result<()> {
             crate::Events::Channel(sender)
         }
     };
-    let store = match std::env::var("DATABASE_URL") {
-        Ok(url) => crate::OrderStore::postgres(&url).await?,
-        Err(_) => {
+    let var = |name: &str| std::env::var(name).ok();
+    let store = match settings::credential_setting("DATABASE_URL", var)? {
+        Some(url) => crate::OrderStore::postgres(&url).await?,
+        None => {
             tracing::warn!("DATABASE_URL is unset: orders 1..=1000 are kept in memory");
             crate::OrderStore::InMemory
         }
     };
-    let cache = match std::env::var("REDIS_URL") {
-        Ok(url) => crate::OrderCache::redis(&url).await?,
-        Err(_) => {
+    let cache = match settings::credential_setting("REDIS_URL", var)? {
+        Some(url) => crate::OrderCache::redis(&url).await?,
+        None => {
             tracing::info!("REDIS_URL is unset: orders are not cached");
             crate::OrderCache::None
         }

@@ -25,6 +25,52 @@ fn compose_default(value: &str) -> String {
     }
 }
 
+/// `scheme://user:password@rest` → `scheme://user@rest`.
+fn without_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    match rest.split_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap();
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The database URL `name` reads through DATABASE_URL_FILE, from the Secret mounted there.
+fn database_url_in_secret(rendered: &crate::kube::Rendered, name: &str) -> String {
+    let deployment = rendered.get("Deployment", name);
+    let declared = container(deployment, name);
+    let path = declared["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "DATABASE_URL_FILE")
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("{name}: no DATABASE_URL_FILE (the URL holds a password)"));
+    let (dir, key) = path.rsplit_once('/').unwrap();
+    let mount = declared["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == dir)
+        .unwrap_or_else(|| panic!("{name}: nothing is mounted at {dir}"));
+    let volume = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    let secret = volume["secret"]["secretName"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: {dir} is not a Secret"));
+    data(rendered.named("Secret", secret))
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("Secret {secret} has no key {key}"))
+        .1
+}
+
 /// Each example service's own settings (ports, peers) are compose's, and NATS is the same
 /// image.
 #[test]
@@ -43,6 +89,17 @@ fn the_example_services_are_configured_as_in_compose() {
             for (key, value) in compose_env {
                 if key.starts_with("OTEL_") || key == "RUST_LOG" {
                     continue; // the collector's address and the log level differ by design
+                }
+                if key == "DATABASE_URL" {
+                    // A credential: a file from a Secret in Kubernetes, the same URL but for
+                    // the password.
+                    let url = database_url_in_secret(rendered, name);
+                    assert_eq!(
+                        without_password(&url),
+                        without_password(value.as_str().unwrap()),
+                        "{dir}: {name}'s database URL differs from docker-compose.yml's"
+                    );
+                    continue;
                 }
                 let want = compose_default(value.as_str().unwrap());
                 let got = env.iter().find(|e| e["name"] == key.as_str());

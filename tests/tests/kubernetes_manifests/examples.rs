@@ -7,9 +7,12 @@ use otlp_receiver::OtlpReceiver;
 use serde_json::{Value, json};
 
 use crate::kube::{KUSTOMIZATIONS, MULTI_TENANT, Rendered, container, rendered, repo_root};
+use crate::mounts::mount;
 use crate::operator::inject_sdk;
 use crate::pod_env::{Env, Pod, resolve, value};
-use crate::support::{Process, free_port, http, spawn_example, start_nats, wait_ready};
+use crate::support::{
+    Process, free_port, http, spawn_example, start_nats, start_postgres, start_redis, wait_ready,
+};
 
 /// Started in this order: each one's peers first.
 const SERVICES: [&str; 3] = ["worker", "orders", "gateway"];
@@ -97,15 +100,29 @@ fn service_port(rendered: &Rendered, name: &str) -> u16 {
     service["spec"]["ports"][0]["port"].as_u64().unwrap() as u16
 }
 
+/// The URLs of the real servers standing in for the cluster's `postgres` and `redis` Services.
+struct DataStores {
+    postgres_url: String,
+    redis_url: String,
+}
+
 struct Running {
     processes: Vec<Process>,
+    /// The files standing in for mounted Secrets (kept while the services run).
+    _files: Vec<tempfile::TempDir>,
     gateway: String,
     pods: BTreeMap<&'static str, (Pod, Env)>,
 }
 
-async fn run_examples(dir: &'static str, receiver: &OtlpReceiver, nats_url: &str) -> Running {
+async fn run_examples(
+    dir: &'static str,
+    receiver: &OtlpReceiver,
+    nats_url: &str,
+    stores: &DataStores,
+) -> Running {
     let rendered = rendered(dir);
     let mut processes = Vec::new();
+    let mut files = Vec::new();
     let mut pods = BTreeMap::new();
     let mut local_urls: BTreeMap<&str, String> = BTreeMap::new();
     for name in SERVICES {
@@ -145,6 +162,7 @@ async fn run_examples(dir: &'static str, receiver: &OtlpReceiver, nats_url: &str
             "{dir}: Service {name}"
         );
         let port = free_port();
+        let mounts = mount(rendered, &deployment["spec"]["template"]["spec"], declared);
         let mut local: Vec<(String, String)> = Vec::new();
         for (k, v, _) in &env {
             let v = match k.as_str() {
@@ -177,6 +195,32 @@ async fn run_examples(dir: &'static str, receiver: &OtlpReceiver, nats_url: &str
                     );
                     nats_url.to_string()
                 }
+                // The database URL, from the mounted Secret: the cluster's `postgres` Service,
+                // here the real PostgreSQL, through a file as in the pod.
+                "DATABASE_URL_FILE" => {
+                    let file = mounts.resolve(v).unwrap_or_else(|| {
+                        panic!("{dir}: {name}: {k}={v} is in no mounted volume")
+                    });
+                    let url = std::fs::read_to_string(&file).unwrap();
+                    assert_eq!(
+                        host_port(url.trim()),
+                        ("postgres".to_string(), 5432),
+                        "{dir}: {name}: the database URL in {v}"
+                    );
+                    let here = tempfile::tempdir().unwrap();
+                    let path = here.path().join("database-url");
+                    std::fs::write(&path, &stores.postgres_url).unwrap();
+                    files.push(here);
+                    path.display().to_string()
+                }
+                "REDIS_URL" => {
+                    assert_eq!(
+                        host_port(v),
+                        ("redis".to_string(), 6379),
+                        "{dir}: {name}: REDIS_URL"
+                    );
+                    stores.redis_url.clone()
+                }
                 "ORDERS_URL" => {
                     assert_eq!(
                         host_port(v),
@@ -206,6 +250,7 @@ async fn run_examples(dir: &'static str, receiver: &OtlpReceiver, nats_url: &str
     Running {
         gateway: local_urls["gateway"].clone(),
         processes,
+        _files: files,
         pods,
     }
 }
@@ -216,9 +261,15 @@ async fn run_examples(dir: &'static str, receiver: &OtlpReceiver, nats_url: &str
 #[tokio::test]
 async fn the_example_services_report_the_pod_they_run_in() {
     let (_nats, nats_url) = start_nats().await;
+    let (_postgres, postgres_url, _postgres_dir) = start_postgres().await;
+    let (_redis, redis_url) = start_redis().await;
+    let stores = DataStores {
+        postgres_url,
+        redis_url,
+    };
     for dir in KUSTOMIZATIONS {
         let receiver = OtlpReceiver::start().await.unwrap();
-        let running = run_examples(dir, &receiver, &nats_url).await;
+        let running = run_examples(dir, &receiver, &nats_url, &stores).await;
         // A sampled parent, like obs's probe: parent-based samplers keep the whole trace.
         let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
         let response = http()

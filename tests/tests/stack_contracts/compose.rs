@@ -180,6 +180,9 @@ fn image_tools(image: &str) -> &'static [&'static str] {
         // Distroless: only their binary.
         "grafana/tempo" => &["/tempo"],
         "grafana/loki" => &["/usr/bin/loki"],
+        // The official images carry their own clients.
+        "postgres" => &["pg_isready", "psql"],
+        "redis" => &["redis-cli"],
         _ => &[],
     }
 }
@@ -482,6 +485,22 @@ fn every_store_keeps_its_data_in_a_named_volume() {
             ],
         ),
     ];
+    // PostgreSQL writes its cluster to PGDATA; Redis its append-only file and snapshots to --dir.
+    let postgres_env = environment(&compose["services"]["postgres"]);
+    stores.push((
+        "postgres",
+        vec![
+            postgres_env
+                .get("PGDATA")
+                .cloned()
+                .expect("postgres: PGDATA"),
+        ],
+    ));
+    let redis_args = argv(&compose["services"]["redis"]["command"]);
+    stores.push((
+        "redis",
+        vec![flag(&redis_args, &["--dir"]).unwrap_or_else(|| "/data".into())],
+    ));
     let mut jaeger_paths = Vec::new();
     for backend in keys(badger) {
         let dirs = &badger[backend.as_str()]["badger"]["directories"];

@@ -40,6 +40,10 @@ fn every_endpoint_in_the_services_environment_reaches_a_listener() {
                 otlp(grpc)
             } else if value.starts_with("nats://") {
                 vec![Proto::Nats]
+            } else if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+                vec![Proto::Postgres]
+            } else if value.starts_with("redis://") {
+                vec![Proto::Redis]
             } else {
                 vec![Proto::Http]
             };

@@ -18,6 +18,10 @@ pub(crate) enum Proto {
     Grpc,
     /// NATS client protocol.
     Nats,
+    /// PostgreSQL frontend/backend protocol.
+    Postgres,
+    /// RESP, Redis's protocol.
+    Redis,
 }
 
 /// A listener: its port, protocol, bind address, and where it was declared.
@@ -32,6 +36,8 @@ pub(crate) struct Listener {
 pub(crate) fn host_port(endpoint: &str) -> Option<(String, u16)> {
     let without_scheme = endpoint.split("://").last()?;
     let authority = without_scheme.split('/').next()?;
+    // `user:password@host:port`: the port is after the credentials.
+    let authority = authority.rsplit('@').next()?;
     let (host, port) = authority.rsplit_once(':')?;
     Some((host.to_string(), port.parse().ok()?))
 }
@@ -259,6 +265,32 @@ pub(crate) fn listeners(compose: &Yaml) -> BTreeMap<String, Vec<Listener>> {
                     &format!("{COMPOSE} nats.command"),
                 ),
             ],
+            "postgres" => {
+                // `-c listen_addresses=…`; without it the image's server listens on all
+                // interfaces, but say it: the healthcheck and orders depend on it.
+                let listen = command
+                    .iter()
+                    .find_map(|a| a.strip_prefix("listen_addresses="))
+                    .unwrap_or_else(|| panic!("postgres: no -c listen_addresses=… in command"));
+                let bind = if listen == "*" { "0.0.0.0" } else { listen };
+                vec![listener(
+                    &format!(
+                        "{bind}:{}",
+                        flag(&command, &["-p"]).unwrap_or_else(|| "5432".into())
+                    ),
+                    Proto::Postgres,
+                    &format!("{COMPOSE} postgres.command"),
+                )]
+            }
+            "redis" => vec![listener(
+                &format!(
+                    "{}:{}",
+                    flag(&command, &["--bind"]).unwrap_or_else(|| "127.0.0.1".into()),
+                    flag(&command, &["--port"]).unwrap_or_else(|| "6379".into())
+                ),
+                Proto::Redis,
+                &format!("{COMPOSE} redis.command"),
+            )],
             "obs" => from_env("OBS_LISTEN"),
             "gateway" => from_env("GATEWAY_PORT"),
             "orders" => from_env("ORDERS_PORT"),
@@ -281,6 +313,8 @@ pub(crate) fn endpoint_host_port(endpoint: &str) -> Option<(String, u16)> {
         "http" => 80,
         "https" => 443,
         "nats" => 4222,
+        "postgres" | "postgresql" => 5432,
+        "redis" => 6379,
         _ => return None,
     };
     Some((host, port))
