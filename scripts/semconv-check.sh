@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The OpenTelemetry semantic-conventions live check: runs the example services (gateway -> orders
-# -> NATS -> worker) and `obs verify`'s probe with every signal exported over OTLP/gRPC into
+# -> PostgreSQL / Redis -> NATS -> worker) and `obs verify`'s probe with every signal exported over OTLP/gRPC into
 # OpenTelemetry Weaver's `registry live-check`, against the project registry in semconv/ (which
 # depends on the official semantic-conventions registry), and fails on any violation.
 #
@@ -46,6 +46,15 @@ command -v nats-server >/dev/null 2>&1 || {
   echo "semconv-check: nats-server is not installed: run scripts/test.sh (apt-get install nats-server)" >&2
   exit 2
 }
+command -v redis-server >/dev/null 2>&1 || {
+  echo "semconv-check: redis-server is not installed: run scripts/test.sh (apt-get install redis-server)" >&2
+  exit 2
+}
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+[ -x "$pg_bin/postgres" ] || {
+  echo "semconv-check: PostgreSQL is not installed: run scripts/test.sh (apt-get install postgresql)" >&2
+  exit 2
+}
 command -v python3 >/dev/null 2>&1 || { echo "semconv-check: python3 is needed to read the report" >&2; exit 2; }
 command -v curl >/dev/null 2>&1 || { echo "semconv-check: curl is needed (apt-get install curl)" >&2; exit 2; }
 
@@ -66,11 +75,14 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 otlp_port="$(free_port)"; admin_port="$(free_port)"; nats_port="$(free_port)"
+postgres_port="$(free_port)"; redis_port="$(free_port)"
 gateway_port="$(free_port)"; orders_port="$(free_port)"; worker_port="$(free_port)"
 
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${pg_dir:-}" ]; then rm -rf "$pg_dir"; fi
 }
 trap cleanup EXIT
 
@@ -104,6 +116,24 @@ nats-server --addr 127.0.0.1 --port "$nats_port" >"$out/nats.log" 2>&1 &
 pids+=($!)
 wait_for "(exec 3<>/dev/tcp/127.0.0.1/$nats_port)" 20 "nats-server"
 
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$out/redis.log" 2>&1 &
+pids+=($!)
+wait_for "(exec 3<>/dev/tcp/127.0.0.1/$redis_port)" 20 "redis-server"
+
+# PostgreSQL in a fresh cluster; as root, as the postgres user (the server refuses root), through
+# setpriv, which becomes the server, so that the cleanup's kill reaches it.
+pg_dir="$(mktemp -d)"
+as_postgres=()
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres:postgres "$pg_dir"
+  as_postgres=(setpriv --reuid=postgres --regid=postgres --clear-groups --)
+fi
+"${as_postgres[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth=trust -E UTF8 >"$out/initdb.log" 2>&1
+"${as_postgres[@]}" "$pg_bin/postgres" -D "$pg_dir/data" -p "$postgres_port" -k "$pg_dir" \
+  -c listen_addresses=127.0.0.1 -c fsync=off >"$out/postgres.log" 2>&1 &
+pids+=($!)
+wait_for "(exec 3<>/dev/tcp/127.0.0.1/$postgres_port)" 30 "postgres"
+
 export OTEL_EXPORTER_OTLP_PROTOCOL=grpc
 export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$otlp_port"
 export OTEL_TRACES_EXPORTER=otlp OTEL_LOGS_EXPORTER=otlp OTEL_METRICS_EXPORTER=otlp
@@ -118,7 +148,9 @@ export RUST_LOG=info,async_nats=warn NATS_URL="nats://127.0.0.1:$nats_port"
 WORKER_PORT="$worker_port" "$bin/example-service" worker >"$out/worker.log" 2>&1 &
 worker_pid=$!; pids+=("$worker_pid")
 # Every fourth lookup answers 503 (and the gateway 502): the error paths are checked too.
-ORDERS_PORT="$orders_port" ORDERS_FAULT_RATIO=0.25 "$bin/example-service" orders >"$out/orders.log" 2>&1 &
+ORDERS_PORT="$orders_port" ORDERS_FAULT_RATIO=0.25 \
+  DATABASE_URL="postgres://postgres@127.0.0.1:$postgres_port/postgres" \
+  REDIS_URL="redis://127.0.0.1:$redis_port/0" "$bin/example-service" orders >"$out/orders.log" 2>&1 &
 orders_pid=$!; pids+=("$orders_pid")
 GATEWAY_PORT="$gateway_port" ORDERS_URL="http://127.0.0.1:$orders_port" \
   "$bin/example-service" gateway >"$out/gateway.log" 2>&1 &
@@ -128,10 +160,12 @@ for port in "$worker_port" "$orders_port" "$gateway_port"; do
 done
 
 gateway="http://127.0.0.1:$gateway_port"
-for id in 1 2 3 4 5 6 7 8; do
+# 1..8 twice: Redis misses, PostgreSQL queries and cache fills, then cache hits; 5000 is no
+# order (404).
+for id in 1 2 3 4 5 6 7 8 1 2 3 4 5 6 7 8 5000; do
   code="$(curl -sS -o /dev/null -w '%{http_code}' "$gateway/orders/$id")"
   case "$code" in
-    200|502) ;;
+    200|502|404) ;;
     *) echo "semconv-check: GET /orders/$id answered $code (logs in $out)" >&2; exit 1 ;;
   esac
 done
