@@ -2,8 +2,8 @@
 //! The dashboards against what the examples really emit.
 //!
 //! gateway → orders → (in-process channel) → worker run in this process, each with its own
-//! telemetry instance exporting to a real OTLP receiver, under steady traffic in which the
-//! worker rejects every tenth order. Then:
+//! telemetry instance exporting to a real OTLP receiver, orders on a real PostgreSQL behind a
+//! real Redis, under steady traffic in which the worker rejects every tenth order. Then:
 //!
 //! - the metric contract of DESIGN.md: every library metric a dashboard selects is in the
 //!   services' `/metrics`;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use otlp_receiver::OtlpReceiver;
 use serde_json::Value;
-use support::{encode, http, start_prometheus};
+use support::{Process, encode, http, start_postgres, start_prometheus, start_redis};
 use tracing::instrument::WithSubscriber as _;
 
 const SERVICES: [&str; 3] = ["gateway", "orders", "worker"];
@@ -33,6 +33,8 @@ struct Shop {
     addresses: Vec<String>,
     _telemetry: Vec<platform_telemetry::Telemetry>,
     _receiver: OtlpReceiver,
+    /// orders' PostgreSQL (with its data directory) and Redis.
+    _stores: (Process, tempfile::TempDir, Process),
     traffic: tokio::task::JoinHandle<()>,
 }
 
@@ -76,10 +78,14 @@ impl Shop {
             worker::consume_channel(receiver_channel).with_subscriber(worker_t.subscriber()),
         );
         let worker = serve(worker::router_for(&worker_t)).await;
-        let orders = serve(orders::router_for(
-            orders::Events::Channel(sender),
-            &orders_t,
-        ))
+        let (postgres, postgres_url, postgres_dir) = start_postgres().await;
+        let (redis, redis_url) = start_redis().await;
+        let orders = serve(
+            orders::Service::new(orders::Events::Channel(sender))
+                .store(orders::OrderStore::postgres(&postgres_url).await.unwrap())
+                .cache(orders::OrderCache::redis(&redis_url).await.unwrap())
+                .router_for(&orders_t),
+        )
         .await;
         let gateway = serve(gateway::router_for(
             gateway::Upstream::for_telemetry(format!("http://{orders}"), &gateway_t),
@@ -87,14 +93,15 @@ impl Shop {
         ))
         .await;
 
-        // Steady traffic, ids 1..=10 in turn: the worker rejects id 10, a tenth of the orders.
+        // Steady traffic, ids 1..=1000 in turn: the worker rejects multiples of 10, a tenth of
+        // the orders; each id is a cache miss (a PostgreSQL query) on its first lookup.
         let base = format!("http://{gateway}");
         let traffic = tokio::spawn(async move {
             let client = http();
             let mut ticker = tokio::time::interval(Duration::from_millis(25));
             for n in 0u64.. {
                 ticker.tick().await;
-                let id = n % 10 + 1;
+                let id = n % orders::SEEDED_ORDERS + 1;
                 if let Ok(response) = client.get(format!("{base}/orders/{id}")).send().await {
                     assert_eq!(response.status(), 200, "gateway answered {response:?}");
                 }
@@ -104,6 +111,7 @@ impl Shop {
             addresses: vec![gateway, orders, worker],
             _telemetry: vec![gateway_t, orders_t, worker_t],
             _receiver: receiver,
+            _stores: (postgres, postgres_dir, redis),
             traffic,
         }
     }
@@ -130,6 +138,8 @@ impl Shop {
             }
             if bodies.contains(r#"error_type="order_rejected""#)
                 && bodies.contains("messaging_client_sent_messages_total")
+                && bodies.contains(r#"db_system_name="postgresql""#)
+                && bodies.contains(r#"db_system_name="redis""#)
             {
                 return names;
             }
@@ -168,6 +178,7 @@ async fn every_library_metric_the_dashboards_select_is_in_a_live_scrape_of_the_e
         "messaging_client_sent_messages_total",
         "process_cpu_time_seconds_total",
         "tokio_worker_busy_duration_seconds_total",
+        "db_client_operation_duration_seconds_bucket",
         "target_info",
     ] {
         assert!(
@@ -335,6 +346,7 @@ async fn every_dashboard_query_answers_on_a_real_prometheus_for_every_service_wi
         ("Error ratio (5xx) by route", "gateway"),
         ("Error ratio (5xx) by route", "orders"),
         ("Publish failures by destination", "orders"),
+        ("Database errors by operation", "orders"),
         ("Telemetry dropped by the SDK", "worker"),
     ] {
         let answer = instant(&client, &prometheus, &panel(title, service))
@@ -358,6 +370,24 @@ async fn every_dashboard_query_answers_on_a_real_prometheus_for_every_service_wi
             .any(|(l, _)| l.get("http_route").map(String::as_str) == Some("/orders/{id}")),
         "{by_route:?}"
     );
+    // The data-store rows: orders' Redis GET and PostgreSQL SELECT, each by operation.
+    let operations = instant(
+        &client,
+        &prometheus,
+        &panel("Database operations / s by operation", "orders"),
+    )
+    .await
+    .unwrap();
+    for (system, operation) in [("redis", "GET"), ("postgresql", "SELECT")] {
+        assert!(
+            operations.iter().any(|(l, v)| {
+                l.get("db_system_name").map(String::as_str) == Some(system)
+                    && l.get("db_operation_name").map(String::as_str) == Some(operation)
+                    && *v > 0.0
+            }),
+            "no {system} {operation} rate: {operations:?}"
+        );
+    }
     let failures = instant(
         &client,
         &prometheus,

@@ -194,11 +194,10 @@ pub fn metric_names(context: &str, query: &str) -> BTreeSet<String> {
     names
 }
 
-/// Names the library emits (the metric contract of DESIGN.md). `db_client_*` is not here: the
-/// examples do not talk to a database yet; `data_store_spans.rs` checks those names and labels
-/// on a scrape after real PostgreSQL and Redis operations.
+/// Names the library emits (the metric contract of DESIGN.md).
 pub fn is_library_metric(name: &str) -> bool {
     name.starts_with("http_")
+        || name.starts_with("db_client_")
         || name.starts_with("messaging_")
         || name.starts_with("otel_sdk_")
         || name.starts_with("process_")
