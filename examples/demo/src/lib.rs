@@ -1,6 +1,8 @@
 //! The zero-dependency quick start (`cargo run -p demo`). An embedded OTLP receiver (gRPC and HTTP on
 //! loopback) keeps what it receives in memory; the example services (gateway → orders → worker)
-//! run in this process, each with its own telemetry instance; a few requests go through them;
+//! run in this process, each with its own telemetry instance, orders on a real PostgreSQL and
+//! Redis when given their URLs (in memory otherwise, and it says so); a few requests go through
+//! them;
 //! then the same trace judgement `obs verify` applies to Tempo and Jaeger runs on what arrived,
 //! and the trace, its logs and the RED numbers are printed.
 //!
@@ -24,7 +26,7 @@ use otlp_receiver::{OtlpReceiver, Snapshot};
 use platform_telemetry::Telemetry;
 use tracing::instrument::WithSubscriber as _;
 
-/// The spans one request must produce, as `(service, span name)`.
+/// The spans every request produces, as `(service, span name)`.
 pub const EXPECTED: &[(&str, &str)] = &[
     ("gateway", "GET /orders/{id}"),
     ("gateway", "GET"),
@@ -32,6 +34,35 @@ pub const EXPECTED: &[(&str, &str)] = &[
     ("orders", "publish orders.viewed"),
     ("worker", "process orders.viewed"),
 ];
+
+/// How the demo runs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Requests to send (each a trace to check); at least 1.
+    pub requests: u32,
+    /// Keep listening afterwards, printing what arrives.
+    pub keep: bool,
+    /// orders' PostgreSQL (`postgres://…`); `None`: orders in memory.
+    pub database_url: Option<String>,
+    /// orders' Redis (`redis://…`); `None`: no cache.
+    pub redis_url: Option<String>,
+}
+
+/// The spans each request must produce with this store and cache: the Redis lookup whenever
+/// there is a cache; the PostgreSQL query when there is a database and no cache (with a cache
+/// it runs on a miss only, so a second run finds the orders cached).
+pub fn expected_spans(database: bool, cache: bool) -> Vec<(String, String)> {
+    let mut expected: Vec<(String, String)> = EXPECTED
+        .iter()
+        .map(|(s, n)| (s.to_string(), n.to_string()))
+        .collect();
+    if cache {
+        expected.push(("orders".into(), "GET".into()));
+    } else if database {
+        expected.push(("orders".into(), "SELECT orders".into()));
+    }
+    expected
+}
 
 fn instance(name: &str, endpoint: &str) -> anyhow::Result<Telemetry> {
     platform_telemetry::builder()
@@ -143,7 +174,13 @@ pub fn news(snapshot: &Snapshot, printed: otlp_receiver::Received) -> String {
 }
 
 /// Runs the demo; `keep` leaves the receiver listening and prints traces as they arrive.
-pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
+pub async fn run(options: Options) -> anyhow::Result<bool> {
+    let Options {
+        requests,
+        keep,
+        database_url,
+        redis_url,
+    } = options;
     let receiver = OtlpReceiver::start()
         .await
         .context("cannot start the embedded OTLP receiver")?;
@@ -159,17 +196,46 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
 
     let (sender, events) = tokio::sync::mpsc::channel(1024);
     tokio::spawn(worker::consume_channel(events).with_subscriber(worker_t.subscriber()));
-    let orders_url = serve(orders::router_for(
-        orders::Events::Channel(sender),
-        &orders_t,
-    ))
+    let store = match &database_url {
+        Some(url) => orders::OrderStore::postgres(url)
+            .await
+            .context("--database-url")?,
+        None => orders::OrderStore::InMemory,
+    };
+    let cache = match &redis_url {
+        Some(url) => orders::OrderCache::redis(url)
+            .await
+            .context("--redis-url")?,
+        None => orders::OrderCache::None,
+    };
+    let (store_server, cache_server) = (store.server(), cache.server());
+    let expected = expected_spans(store_server.is_some(), cache_server.is_some());
+    let orders_url = serve(
+        orders::Service::new(orders::Events::Channel(sender))
+            .store(store)
+            .cache(cache)
+            .router_for(&orders_t),
+    )
     .await?;
     let gateway_url = serve(gateway::router_for(
         gateway::Upstream::for_telemetry(orders_url, &gateway_t),
         &gateway_t,
     ))
     .await?;
-    println!("Services: gateway {gateway_url} → orders → (in-process channel) → worker\n");
+    let stores = match (&cache_server, &store_server) {
+        (Some(cache), Some(store)) => format!("Redis {cache} / PostgreSQL {store}"),
+        (Some(cache), None) => format!("Redis {cache} / orders in memory"),
+        (None, Some(store)) => format!("PostgreSQL {store}"),
+        (None, None) => "orders in memory".to_string(),
+    };
+    println!("Services: gateway {gateway_url} → orders → {stores} → (in-process channel) → worker");
+    if store_server.is_none() || cache_server.is_none() {
+        println!(
+            "  (a stand-in: without --database-url and --redis-url orders keeps its orders in \
+             memory, uncached, and the trace has no PostgreSQL or Redis span)"
+        );
+    }
+    println!();
 
     let started = SystemTime::now();
     let client = reqwest::Client::builder()
@@ -259,10 +325,7 @@ pub async fn run(requests: u32, keep: bool) -> anyhow::Result<bool> {
             run_id: String::new(),
             started,
             finished,
-            expected_spans: EXPECTED
-                .iter()
-                .map(|(s, n)| (s.to_string(), n.to_string()))
-                .collect(),
+            expected_spans: expected.clone(),
             export_problems: Vec::new(),
             export_endpoints: receiver.http_endpoint(),
             export_warnings: Vec::new(),

@@ -12,6 +12,12 @@ What it shows:
   `obs verify` applies to Tempo and Jaeger (every expected span present, one trace, parents
   intact, timestamps sane) plus at least three correlated log records.
 
+With a real PostgreSQL and Redis (the compose stack publishes both on localhost):
+  cargo run -p demo -- --database-url postgres://orders:orders@127.0.0.1:5432/orders \\
+    --redis-url redis://127.0.0.1:6379/0
+  adds orders' Redis GET (and, on a cache miss, the PostgreSQL SELECT and the Redis SET) to
+  each trace.
+
 Point your own service at it:
   cargo run -p demo -- --keep
   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:<port printed> cargo run -p quickstart
@@ -30,7 +36,7 @@ Exit codes:
 /// process. No Docker, no backends.
 ///
 /// Starts an embedded OTLP receiver (gRPC and HTTP on 127.0.0.1), runs gateway → orders →
-/// worker with their own telemetry each (the last hop over an in-process channel carrying the
+/// worker with their own telemetry each (orders on PostgreSQL and Redis when given their URLs) (the last hop over an in-process channel carrying the
 /// trace context), sends a few requests through them, and prints and checks what arrived.
 #[derive(Debug, Parser)]
 #[command(name = "demo", version, about, long_about, after_help = AFTER_HELP)]
@@ -42,12 +48,25 @@ struct Args {
     /// arrives, until Ctrl-C. The exit code is still that of the checks.
     #[arg(long, env = "DEMO_KEEP")]
     keep: bool,
+    /// orders keeps its orders in this PostgreSQL (postgres://user:password@host:5432/database;
+    /// it creates and seeds an `orders` table). Without it: in memory, and no database spans.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// orders caches orders in this Redis (redis://host:6379/0). Without it: no cache spans.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
+    redis_url: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match demo::run(args.requests, args.keep).await {
+    let options = demo::Options {
+        requests: args.requests,
+        keep: args.keep,
+        database_url: args.database_url,
+        redis_url: args.redis_url,
+    };
+    match demo::run(options).await {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

@@ -46,6 +46,16 @@ pub struct Redis {
 }
 
 impl OrderCache {
+    /// `host:port/database` of the Redis it uses, `None` without a cache.
+    pub fn server(&self) -> Option<String> {
+        match self {
+            OrderCache::None => None,
+            OrderCache::Redis(redis) => {
+                Some(format!("{}:{}/{}", redis.host, redis.port, redis.database))
+            }
+        }
+    }
+
     /// Connects to Redis at `url` (`redis://[:password@]host:6379[/db]`). The connection
     /// reconnects by itself after a failure. Errors name the server, never the password.
     pub async fn redis(url: &str) -> anyhow::Result<Self> {

@@ -36,7 +36,7 @@ pub enum OrderStore {
 }
 
 /// A PostgreSQL pool and what its spans say about the server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Postgres {
     pool: PgPool,
     host: String,
@@ -53,7 +53,28 @@ pub struct StoreError {
     source: sqlx::Error,
 }
 
+/// Host, port and database only: the pool's options hold the password.
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Postgres({})", self.server())
+    }
+}
+
+impl Postgres {
+    fn server(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.database)
+    }
+}
+
 impl OrderStore {
+    /// `host:port/database` of the PostgreSQL it reads, `None` in memory.
+    pub fn server(&self) -> Option<String> {
+        match self {
+            OrderStore::InMemory => None,
+            OrderStore::Postgres(postgres) => Some(postgres.server()),
+        }
+    }
+
     /// Connects to PostgreSQL at `url` (`postgres://user:password@host:5432/database`), creates
     /// the `orders` table if it is missing and seeds orders `1..=SEEDED_ORDERS` (idempotent, and
     /// safe with several replicas starting at once). Errors name the server, never the password.
@@ -148,7 +169,7 @@ impl Postgres {
             )
             .await
             .map_err(|source| StoreError {
-                server: format!("{}:{}/{}", self.host, self.port, self.database),
+                server: self.server(),
                 source,
             })?;
         Ok(row.map(|(_, status)| Order { id, status }))
