@@ -223,16 +223,16 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
     ))
     .await?;
     let stores = match (&cache_server, &store_server) {
-        (Some(cache), Some(store)) => format!("Redis {cache} / PostgreSQL {store}"),
-        (Some(cache), None) => format!("Redis {cache} / orders in memory"),
-        (None, Some(store)) => format!("PostgreSQL {store}"),
-        (None, None) => "orders in memory".to_string(),
+        (Some(cache), Some(store)) => format!("Redis {cache}, PostgreSQL {store}"),
+        (Some(cache), None) => format!("Redis {cache}, orders in memory"),
+        (None, Some(store)) => format!("PostgreSQL {store}, no cache"),
+        (None, None) => "orders in memory, no cache".to_string(),
     };
-    println!("Services: gateway {gateway_url} → orders → {stores} → (in-process channel) → worker");
+    println!("Services: gateway {gateway_url} → orders ({stores}) → (in-process channel) → worker");
     if store_server.is_none() || cache_server.is_none() {
         println!(
-            "  (a stand-in: without --database-url and --redis-url orders keeps its orders in \
-             memory, uncached, and the trace has no PostgreSQL or Redis span)"
+            "  orders runs on a stand-in: without --database-url and --redis-url it keeps its \
+             orders in memory, uncached, and the trace has no PostgreSQL or Redis span."
         );
     }
     println!();

@@ -143,7 +143,7 @@ async fn with_a_real_postgresql_and_redis_the_trace_shows_their_spans_under_orde
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("orders → Redis 127.0.0.1:") && stdout.contains("/ PostgreSQL 127.0.0.1:"),
+        stdout.contains("orders (Redis 127.0.0.1:") && stdout.contains(", PostgreSQL 127.0.0.1:"),
         "the services line names the stores: {stdout}"
     );
     assert!(!stdout.contains("a stand-in"), "{stdout}");
@@ -190,6 +190,9 @@ fn without_stores_the_demo_says_orders_runs_on_a_stand_in() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("orders → orders in memory → "), "{stdout}");
+    assert!(
+        stdout.contains("orders (orders in memory, no cache) → "),
+        "{stdout}"
+    );
     assert!(stdout.contains("a stand-in"), "{stdout}");
 }
