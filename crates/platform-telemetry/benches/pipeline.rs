@@ -78,7 +78,7 @@ mod common;
 #[path = "common/in_process.rs"]
 mod in_process;
 use common::{Receiver, telemetry};
-use in_process::bench;
+use in_process::{bench, ready_now};
 
 /// A sampled W3C parent, as a caller or a producer sends it.
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -379,6 +379,84 @@ fn messaging(c: &mut Criterion) {
     }
 }
 
+/// A database operation as orders runs it: `DbOperation::sql` (its text stripped of literals,
+/// its summary, span and duration metric) and `DbOperation::command` around a driver future
+/// that is ready at once; and the same SQL span and histogram written by hand on the SDK, with
+/// the text as given (what a user without the helper records, literals included).
+fn data_store(c: &mut Criterion) {
+    use platform_telemetry::db::DbOperation;
+    const SELECT: &str = "SELECT id, status FROM orders WHERE id = $1";
+    let receiver = Receiver::start();
+    for (suffix, sampler) in [("sampled", "always_on"), ("not_sampled", "always_off")] {
+        let telemetry = telemetry(&receiver, sampler);
+        tracing::dispatcher::with_default(&telemetry.subscriber(), || {
+            bench(c, &format!("db/sql_operation_{suffix}"), || {
+                let found: Result<Option<u64>, std::io::Error> = ready_now(
+                    DbOperation::sql("postgresql", black_box(SELECT))
+                        .namespace("orders")
+                        .server("postgres", 5432)
+                        .run(async { Ok(Some(7)) }),
+                );
+                found
+            });
+            bench(c, &format!("db/command_operation_{suffix}"), || {
+                let cached: Result<Option<u64>, std::io::Error> = ready_now(
+                    DbOperation::command("redis", black_box("GET"))
+                        .namespace("0")
+                        .server("redis", 6379)
+                        .run(async { Ok(None) }),
+                );
+                cached
+            });
+        });
+        let tracer = telemetry
+            .tracer_provider()
+            .expect("tracer provider")
+            .tracer("bench");
+        let duration = telemetry
+            .meter("bench")
+            .f64_histogram("db.client.operation.duration")
+            .with_unit("s")
+            .build();
+        bench(c, &format!("sdk_floor/db_by_hand_{suffix}"), || {
+            let started = std::time::Instant::now();
+            let parent = opentelemetry::Context::current();
+            let span = tracer
+                .span_builder("SELECT orders")
+                .with_kind(SpanKind::Client)
+                .with_attributes([
+                    KeyValue::new("db.system.name", "postgresql"),
+                    KeyValue::new("db.namespace", "orders"),
+                    KeyValue::new("db.operation.name", "SELECT"),
+                    KeyValue::new("db.collection.name", "orders"),
+                    KeyValue::new("db.query.text", black_box(SELECT)),
+                    KeyValue::new("server.address", "postgres"),
+                    KeyValue::new("server.port", 5432),
+                ])
+                .start_with_context(&tracer, &parent);
+            let cx = parent.with_span(span);
+            let found: Result<Option<u64>, std::io::Error> = {
+                use opentelemetry::context::FutureExt as _;
+                ready_now(async { Ok(Some(7)) }.with_context(cx.clone()))
+            };
+            cx.span().end();
+            duration.record(
+                started.elapsed().as_secs_f64(),
+                &[
+                    KeyValue::new("db.system.name", "postgresql"),
+                    KeyValue::new("db.namespace", "orders"),
+                    KeyValue::new("db.operation.name", "SELECT"),
+                    KeyValue::new("db.collection.name", "orders"),
+                    KeyValue::new("server.address", "postgres"),
+                    KeyValue::new("server.port", 5432),
+                ],
+            );
+            found
+        });
+        report(&format!("data store ({suffix})"), &telemetry);
+    }
+}
+
 /// One `GET /orders/7` through an axum `Router` (route `/orders/{id}`), called in-process as a
 /// tower `Service` and polled once (the handler answers at once): with
 /// `ServerLayer::for_telemetry` on a sampled and an unsampled instance, and without the layer.
@@ -388,7 +466,6 @@ fn http_server(c: &mut Criterion) {
     use axum::body::Body;
     use axum::extract::Path;
     use axum::routing::get;
-    use in_process::ready_now;
     use platform_telemetry::http::ServerLayer;
     use tower_service::Service;
 
@@ -434,7 +511,7 @@ fn http_server(c: &mut Criterion) {
 /// unsampled instance) and without it.
 #[cfg(feature = "http-client")]
 fn http_client(c: &mut Criterion) {
-    use in_process::{Answer, ready_now};
+    use in_process::Answer;
     use platform_telemetry::http::TracingMiddleware;
     use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 
@@ -487,6 +564,7 @@ criterion_group!(
     propagation,
     sdk_floor,
     messaging,
+    data_store,
     http_server,
     http_client
 );

@@ -1,17 +1,15 @@
 //! What `benches/pipeline.rs` uses to drive requests without a socket or a runtime, and to
 //! count allocations. Included by that bench only (`#[path]`), not by `common/mod.rs`.
 
-#[cfg(any(feature = "http-server", feature = "http-client"))]
 use std::future::Future;
-#[cfg(any(feature = "http-server", feature = "http-client"))]
 use std::task::{Context, Poll, Waker};
 
 use criterion::Criterion;
 
-/// Polls `future` once with a no-op waker: the request futures benchmarked here (an axum
-/// handler that answers at once, a reqwest-middleware chain that ends in [`Answer`]) are ready
-/// on the first poll, so no runtime is needed and none is measured.
-#[cfg(any(feature = "http-server", feature = "http-client"))]
+/// Polls `future` once with a no-op waker: the futures benchmarked here (an axum handler that
+/// answers at once, a reqwest-middleware chain that ends in [`Answer`], a database operation
+/// around a ready driver future) are ready on the first poll, so no runtime is needed and none
+/// is measured.
 pub fn ready_now<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     match future
