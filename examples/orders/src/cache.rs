@@ -4,7 +4,8 @@
 //! (`SET order:{id} … EX 60`). Each command is a CLIENT span named after it (`GET`, `SET`),
 //! recorded by name only: keys and values never reach telemetry. The cache is an optimisation,
 //! never a dependency: when Redis fails or is slow (every command is bounded by a timeout), the
-//! span is marked failed, a warning is logged and the lookup goes to the store.
+//! span is marked failed, a warning is logged and the lookup goes to the store. A Redis that is
+//! down when orders starts is the same: orders starts uncached and connects when it can.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -17,8 +18,20 @@ use crate::store::Order;
 /// How long a cached order is kept.
 pub const CACHE_TTL_SECONDS: u64 = 60;
 
-/// The most a cache command may take before the lookup goes on without it.
+/// The most a cache command may take, reconnecting included, before the lookup goes on without
+/// it.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Why a cache command gave nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// No answer in time (Redis slow, or unreachable and being reconnected to).
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Redis, or the connection to it, failed.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
 
 /// The cache in front of the store.
 #[derive(Clone, Debug, Default)]
@@ -74,13 +87,25 @@ impl OrderCache {
         };
         let database = info.redis_settings().db().to_string();
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = match ConnectionManager::new_with_config(client.clone(), config.clone())
             .await
-            .with_context(|| format!("cannot connect to Redis at {host}:{port} (REDIS_URL)"))?;
+        {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::warn!(
+                    error = redis_error_type(&error).as_ref(),
+                    "cannot connect to Redis at {host}:{port} (REDIS_URL): orders starts uncached \
+                     and connects when Redis answers"
+                );
+                ConnectionManager::new_lazy_with_config(client, config).with_context(|| {
+                    format!("cannot set up the Redis connection to {host}:{port} (REDIS_URL)")
+                })?
+            }
+        };
         Ok(Self::Redis(Redis {
             connection,
             host,
@@ -120,17 +145,14 @@ impl OrderCache {
             return;
         };
         let mut connection = redis.connection.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(key(order.id))
+            .arg(value)
+            .arg("EX")
+            .arg(CACHE_TTL_SECONDS);
         let stored: Result<(), _> = redis
             .operation("SET")
-            .run_with(
-                redis::cmd("SET")
-                    .arg(key(order.id))
-                    .arg(value)
-                    .arg("EX")
-                    .arg(CACHE_TTL_SECONDS)
-                    .query_async(&mut connection),
-                redis_error_type,
-            )
+            .run_with(bounded(set.query_async(&mut connection)), cache_error_type)
             .await;
         if let Err(error) = stored {
             tracing::warn!(%error, "order cache: SET failed; the order is not cached");
@@ -143,6 +165,22 @@ impl Redis {
         DbOperation::command("redis", command)
             .namespace(&self.database)
             .server(&self.host, self.port)
+    }
+}
+
+/// `command`, failed with [`CacheError::Timeout`] when it takes longer than [`COMMAND_TIMEOUT`].
+async fn bounded<T>(command: impl Future<Output = redis::RedisResult<T>>) -> Result<T, CacheError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(answer) => Ok(answer?),
+        Err(_) => Err(CacheError::Timeout(COMMAND_TIMEOUT)),
+    }
+}
+
+/// `error.type` for a failed cache command: `timeout`, or [`redis_error_type`].
+fn cache_error_type(error: &CacheError) -> Cow<'static, str> {
+    match error {
+        CacheError::Timeout(_) => Cow::Borrowed("timeout"),
+        CacheError::Redis(error) => redis_error_type(error),
     }
 }
 

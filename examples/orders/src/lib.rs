@@ -18,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 
-pub use cache::{CACHE_TTL_SECONDS, OrderCache, redis_error_type};
+pub use cache::{CACHE_TTL_SECONDS, CacheError, OrderCache, redis_error_type};
 pub use events::{Events, Message, NatsHeaders, OrderViewed, SUBJECT};
 pub use faults::Faults;
 pub use store::{Order, OrderStore, SEEDED_ORDERS, StoreError, sqlx_error_type};

@@ -258,3 +258,23 @@ async fn a_store_going_away_is_a_failed_span_the_cache_degrades_and_the_database
         Some("503")
     );
 }
+
+#[tokio::test]
+async fn orders_starts_without_its_cache_and_serves_from_the_database() {
+    let (_postgres, postgres_url, _dir) = crate::support::start_postgres().await;
+    // A port nobody listens on: Redis is down when orders starts.
+    let redis_url = format!("redis://127.0.0.1:{}/0", crate::support::free_port());
+    let shop =
+        crate::shop::start_shop_with(&[("DATABASE_URL", &postgres_url), ("REDIS_URL", &redis_url)])
+            .await;
+    let (status, trace_id) = get(&shop, 4).await;
+    assert_eq!(status, 200, "orders serves without its cache");
+    let snapshot = trace(&shop, &trace_id, 8).await;
+    let spans = spans_of(&snapshot, &trace_id);
+    let cache_get = find(&spans, "orders", "GET");
+    assert!(is_error(cache_get), "the cache lookup is a failed span");
+    assert!(!is_error(find(&spans, "orders", "SELECT orders")));
+    // Bounded: the failed cache command cost at most its timeout.
+    let took = cache_get.span.end_time_unix_nano - cache_get.span.start_time_unix_nano;
+    assert!(took < 1_000_000_000, "the failed GET took {took} ns");
+}
