@@ -628,10 +628,12 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
         let e = cfg.metrics_exporters;
         // Without a reader the SDK refuses observable instruments (and says so at ERROR).
         if e.prometheus || e.otlp || e.console {
+            // One scope, with the schema URL, for every instrument the library registers.
+            let library_meter = meters
+                .provider
+                .meter_with_scope(crate::semconv::scope(INSTRUMENTATION_SCOPE));
             metrics::register_pipeline_metrics(
-                &meters
-                    .provider
-                    .meter_with_scope(crate::semconv::scope(INSTRUMENTATION_SCOPE)),
+                &library_meter,
                 &span_counters,
                 &log_counters,
                 &cfg.limits.counts,
@@ -649,7 +651,7 @@ fn build(builder: Builder) -> Result<Telemetry, Error> {
                 ],
             );
             if cfg.runtime_metrics {
-                crate::runtime_metrics::register(&meters.provider.meter(INSTRUMENTATION_SCOPE));
+                crate::runtime_metrics::register(&library_meter);
             }
         }
         (Some(tracer_provider), logger_provider, meters)

@@ -4,14 +4,19 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
+/// The demo binary with `args`, in a clean environment (PATH only), as a user runs it.
+fn demo(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_demo"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command
+}
+
 #[test]
 fn the_demo_exits_0_and_prints_one_trace_across_three_services() {
-    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--requests", "2"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .unwrap();
+    let output = demo(&["--requests", "2"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -123,10 +128,7 @@ async fn with_a_real_postgresql_and_redis_the_trace_shows_their_spans_under_orde
     let (_postgres, postgres_url, _dir) = test_servers::start_postgres().await;
     let (_redis, redis_url) = test_servers::start_redis().await;
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_demo"))
-            .args(["--requests", "2", "--database-url", &postgres_url])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        demo(&["--requests", "2", "--database-url", &postgres_url])
             // From the environment, as compose's users set it.
             .env("REDIS_URL", &redis_url)
             .output()
@@ -182,12 +184,7 @@ async fn with_a_real_postgresql_and_redis_the_trace_shows_their_spans_under_orde
 
 #[test]
 fn without_stores_the_demo_says_orders_runs_on_a_stand_in() {
-    let output = Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--requests", "1"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .unwrap();
+    let output = demo(&["--requests", "1"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(
