@@ -198,6 +198,25 @@ async fn postgres_queries_through_sqlx_are_client_spans_without_their_literals()
         })
         .unwrap_or_else(|| panic!("no INSERT orders bucket on /metrics:\n{scrape}"));
     assert!(!bucket.contains("db_query_text"), "{bucket}");
+    // Exemplars: the OpenMetrics scrape links each series to a span that measured it, the
+    // succeeded one and the failed one alike.
+    let open_metrics = telemetry
+        .scrape_metrics(Some("application/openmetrics-text"))
+        .body;
+    for (series, span_name) in [
+        (r#"db_operation_name="INSERT""#, "INSERT orders"),
+        (r#"error_type="42P01""#, "SELECT invoices"),
+    ] {
+        let trace_id = span(&snapshot, span_name).trace_id_hex();
+        assert!(
+            open_metrics.lines().any(|l| {
+                l.starts_with("db_client_operation_duration_seconds_bucket{")
+                    && l.contains(series)
+                    && l.contains(&format!(r#"# {{trace_id="{trace_id}""#))
+            }),
+            "no exemplar of {span_name} (trace {trace_id}):\n{open_metrics}"
+        );
+    }
     assert!(
         scrape.contains(r#"error_type="42P01""#),
         "the failure is its own series:\n{scrape}"

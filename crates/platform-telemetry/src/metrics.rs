@@ -344,7 +344,7 @@ fn same_attributes(a: &[KeyValue], b: &[KeyValue]) -> bool {
 /// FNV-1a per attribute, summed. Not DoS-resistant, which it need not be: the attributes are the
 /// application's own and the store holds at most [`MAX_EXEMPLAR_SERIES`] series; it runs on
 /// every sampled request, where SipHash per attribute was a visible share of the cost.
-fn series_hash(metric: &str, attributes: &[KeyValue]) -> u64 {
+pub(crate) fn series_hash(metric: &str, attributes: &[KeyValue]) -> u64 {
     struct Fnv(u64);
     impl Fnv {
         fn new() -> Self {
@@ -389,7 +389,28 @@ impl ExemplarStore {
         if !span_context.is_sampled() {
             return;
         }
-        let hash = series_hash(metric, attributes);
+        self.record_series(
+            series_hash(metric, attributes),
+            metric,
+            attributes,
+            value,
+            span_context,
+        );
+    }
+
+    /// [`record`](Self::record) with the series' [`series_hash`] worked out beforehand (an
+    /// instrument that records the same attribute set again and again keeps it).
+    pub(crate) fn record_series(
+        &self,
+        hash: u64,
+        metric: &str,
+        attributes: &[KeyValue],
+        value: f64,
+        span_context: &opentelemetry::trace::SpanContext,
+    ) {
+        if !span_context.is_sampled() {
+            return;
+        }
         let time = std::time::SystemTime::now();
         let (trace_id, span_id) = (span_context.trace_id(), span_context.span_id());
         let mut latest = self

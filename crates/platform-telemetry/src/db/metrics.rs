@@ -8,6 +8,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
 use opentelemetry::trace::SpanContext;
 
+use super::describe::Recorded;
 use crate::metrics::ExemplarStore;
 use crate::semconv::{attr, metric};
 
@@ -43,7 +44,8 @@ impl DbInstruments {
 pub(crate) struct DbOutcome {
     instruments: Arc<DbInstruments>,
     started: Instant,
-    attributes: Vec<KeyValue>,
+    /// The operation's attributes, shared by every measurement of the same operation.
+    recorded: Arc<Recorded>,
     error_type: Mutex<Option<Cow<'static, str>>>,
     span_context: SpanContext,
 }
@@ -51,13 +53,13 @@ pub(crate) struct DbOutcome {
 impl DbOutcome {
     pub(crate) fn new(
         instruments: Arc<DbInstruments>,
-        attributes: Vec<KeyValue>,
+        recorded: Arc<Recorded>,
         span_context: SpanContext,
     ) -> Self {
         Self {
             instruments,
             started: Instant::now(),
-            attributes,
+            recorded,
             error_type: Mutex::new(None),
             span_context,
         }
@@ -74,23 +76,37 @@ impl DbOutcome {
 impl Drop for DbOutcome {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        if let Some(error_type) = self
+        let failed = self
             .error_type
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-        {
-            self.attributes
-                .push(KeyValue::new(attr::ERROR_TYPE, error_type));
-        }
-        self.instruments.duration.record(elapsed, &self.attributes);
-        if self.span_context.is_sampled() {
-            self.instruments.exemplars.record(
-                CLIENT_OPERATION_DURATION,
-                &self.attributes,
-                elapsed,
-                &self.span_context,
-            );
+            .take();
+        // Only a failure needs attributes of its own: the operation's plus `error.type`.
+        let exemplars = &self.instruments.exemplars;
+        match failed {
+            None => {
+                let attributes = &self.recorded.attributes;
+                self.instruments.duration.record(elapsed, attributes);
+                exemplars.record_series(
+                    self.recorded.series_hash,
+                    CLIENT_OPERATION_DURATION,
+                    attributes,
+                    elapsed,
+                    &self.span_context,
+                );
+            }
+            Some(error_type) => {
+                let mut attributes = Vec::with_capacity(self.recorded.attributes.len() + 1);
+                attributes.extend(self.recorded.attributes.iter().cloned());
+                attributes.push(KeyValue::new(attr::ERROR_TYPE, error_type));
+                self.instruments.duration.record(elapsed, &attributes);
+                exemplars.record(
+                    CLIENT_OPERATION_DURATION,
+                    &attributes,
+                    elapsed,
+                    &self.span_context,
+                );
+            }
         }
     }
 }

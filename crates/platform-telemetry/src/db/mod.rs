@@ -37,6 +37,7 @@
 //! | `server.address`, `server.port` | [`DbOperation::server`] |
 //! | `error.type` | on failure |
 
+mod describe;
 mod metrics;
 mod sql;
 
@@ -158,115 +159,23 @@ impl<'a> DbOperation<'a> {
                 outcome: None,
             };
         };
-        let described = describe(&self);
+        let recorded = describe::recorded(&self);
         let cx = match tracer {
             Some(tracer) => {
                 let builder = tracer.span_builder("db").with_kind(SpanKind::Client);
                 crate::traces::start_child(&tracer, builder, &parent, |span| {
                     use opentelemetry::trace::Span as _;
-                    span.update_name(described.span_name(self.system));
-                    span.set_attributes(described.span_attributes(&self));
+                    span.update_name(recorded.span_name.clone());
+                    span.set_attributes(recorded.span_attributes());
                 })
             }
             None => parent,
         };
-        let outcome = DbOutcome::new(
-            instruments,
-            described.common(&self),
-            cx.span().span_context().clone(),
-        );
+        let outcome = DbOutcome::new(instruments, recorded, cx.span().span_context().clone());
         DbSpan {
             cx,
             outcome: Some(Arc::new(outcome)),
         }
-    }
-}
-
-/// What the operation records, worked out once.
-struct Described {
-    summary: Option<String>,
-    operation: Option<String>,
-    collection: Option<String>,
-    text: Option<String>,
-}
-
-fn bounded(text: &str) -> String {
-    let mut end = text.len().min(MAX_NAME_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
-}
-
-fn describe(operation: &DbOperation<'_>) -> Described {
-    let given_collection = operation.collection.map(bounded);
-    match operation.query {
-        Query::Sql(query) => {
-            let sql = sanitize_sql(query);
-            Described {
-                summary: (!sql.summary.is_empty()).then_some(sql.summary),
-                operation: sql.operation,
-                collection: given_collection.or(sql.collection),
-                text: Some(sql.text),
-            }
-        }
-        Query::Command(command) => {
-            let name = command
-                .split_whitespace()
-                .next()
-                .map(|c| bounded(c).to_ascii_uppercase());
-            Described {
-                summary: None,
-                operation: name,
-                collection: given_collection,
-                text: None,
-            }
-        }
-    }
-}
-
-impl Described {
-    /// `db.query.summary`, else `{operation} {collection}`, else the operation, else the system.
-    fn span_name(&self, system: &str) -> String {
-        if let Some(summary) = &self.summary {
-            return summary.clone();
-        }
-        match (&self.operation, &self.collection) {
-            (Some(op), Some(collection)) => format!("{op} {collection}"),
-            (Some(op), None) => op.clone(),
-            _ => system.to_string(),
-        }
-    }
-
-    /// The span's and the metric's attributes (the span adds `db.query.text`).
-    fn common(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
-        let mut attributes = Vec::with_capacity(8);
-        attributes.push(KeyValue::new(attr::DB_SYSTEM_NAME, operation.system));
-        if let Some(namespace) = operation.namespace {
-            attributes.push(KeyValue::new(attr::DB_NAMESPACE, bounded(namespace)));
-        }
-        if let Some(op) = &self.operation {
-            attributes.push(KeyValue::new(attr::DB_OPERATION_NAME, op.clone()));
-        }
-        if let Some(collection) = &self.collection {
-            attributes.push(KeyValue::new(attr::DB_COLLECTION_NAME, collection.clone()));
-        }
-        if let Some(summary) = &self.summary {
-            attributes.push(KeyValue::new(attr::DB_QUERY_SUMMARY, summary.clone()));
-        }
-        if let Some((address, port)) = operation.server {
-            attributes.push(KeyValue::new(attr::SERVER_ADDRESS, bounded(address)));
-            attributes.push(KeyValue::new(attr::SERVER_PORT, i64::from(port)));
-        }
-        attributes
-    }
-
-    fn span_attributes(&self, operation: &DbOperation<'_>) -> Vec<KeyValue> {
-        let mut attributes = self.common(operation);
-        if let Some(text) = &self.text {
-            attributes.push(KeyValue::new(attr::DB_QUERY_TEXT, text.clone()));
-        }
-        attributes
     }
 }
 
