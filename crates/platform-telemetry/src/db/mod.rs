@@ -140,42 +140,59 @@ impl<'a> DbOperation<'a> {
         F: Future<Output = Result<T, E>>,
     {
         use opentelemetry::context::FutureExt as _;
-        let span = self.start();
-        let result = operation.with_context(span.cx.clone()).await;
+        // No DbSpan (and no shared outcome to allocate): the span and its measurement live here.
+        let (cx, outcome) = self.begin();
+        let result = operation.with_context(cx.clone()).await;
         if let Err(error) = &result {
-            span.set_error(error_type(error));
+            mark_failed(&cx, outcome.as_ref(), error_type(error));
         }
-        span.end();
+        drop(outcome);
+        cx.span().end();
         result
     }
 
     /// Starts the CLIENT span (a child of the current context) and its metric, for a driver
     /// this module cannot wrap; end it with [`DbSpan::end`].
     pub fn start(self) -> DbSpan {
+        let (cx, outcome) = self.begin();
+        DbSpan {
+            cx,
+            outcome: outcome.map(Arc::new),
+        }
+    }
+
+    /// The span's context and the measurement recorded when the outcome is dropped (none
+    /// without a telemetry instance).
+    fn begin(self) -> (Context, Option<DbOutcome>) {
         let parent = Context::current();
         let Some((tracer, instruments)) = current_db() else {
-            return DbSpan {
-                cx: parent,
-                outcome: None,
-            };
+            return (parent, None);
         };
         let recorded = describe::recorded(&self);
         let cx = match tracer {
             Some(tracer) => {
-                let builder = tracer.span_builder("db").with_kind(SpanKind::Client);
-                crate::traces::start_child(&tracer, builder, &parent, |span| {
-                    use opentelemetry::trace::Span as _;
-                    span.update_name(recorded.span_name.clone());
-                    span.set_attributes(recorded.span_attributes());
-                })
+                // Name and attributes at creation: the semantic conventions ask for them there,
+                // so that a sampler can decide on them.
+                let builder = tracer
+                    .span_builder(recorded.span_name.clone())
+                    .with_kind(SpanKind::Client)
+                    .with_attributes(recorded.span_attributes());
+                crate::traces::start_child(&tracer, builder, &parent, |_| {})
             }
             None => parent,
         };
         let outcome = DbOutcome::new(instruments, recorded, cx.span().span_context().clone());
-        DbSpan {
-            cx,
-            outcome: Some(Arc::new(outcome)),
-        }
+        (cx, Some(outcome))
+    }
+}
+
+/// Span status error and `error.type` on the span, and on the measurement when there is one.
+fn mark_failed(cx: &Context, outcome: Option<&DbOutcome>, error_type: Cow<'static, str>) {
+    let span = cx.span();
+    span.set_status(Status::error(error_type.clone()));
+    span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type.clone()));
+    if let Some(outcome) = outcome {
+        outcome.fail(error_type);
     }
 }
 
@@ -207,13 +224,7 @@ pub struct DbSpan {
 impl DbSpan {
     /// Marks the operation failed: span status error, `error.type` on the span and the metric.
     pub fn set_error(&self, error_type: impl Into<Cow<'static, str>>) {
-        let error_type: Cow<'static, str> = error_type.into();
-        let span = self.cx.span();
-        span.set_status(Status::error(error_type.clone()));
-        span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type.clone()));
-        if let Some(outcome) = &self.outcome {
-            outcome.fail(error_type);
-        }
+        mark_failed(&self.cx, self.outcome.as_deref(), error_type.into());
     }
 
     /// The OpenTelemetry context holding the span (to run the driver's future in).
