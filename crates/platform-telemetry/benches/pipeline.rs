@@ -7,41 +7,48 @@
 //! real `otlp-receiver` on loopback, served by a one-worker tokio runtime in this process.
 //! JSON log lines are formatted in full and written to `std::io::sink`.
 //!
-//! Results (2-core x86_64 VM, Rust 1.95, release, 2026-12-03; criterion medians of one run of
-//! `cargo bench -p platform-telemetry --bench pipeline --features http-server,http-client --
-//! --warm-up-time 1 --measurement-time 3`; back-to-back runs on this VM differ by up to ±20 %
-//! per line, so compare lines of one run; how to read them: BENCHMARKS.md). Allocations:
-//! heap allocations (`alloc` + `realloc`) per call made on the benchmark's thread, counted over
-//! 10,000 calls after each benchmark (export threads and the receiver not counted):
+//! Results (2-core x86_64 VM, Rust 1.95, release, 2026-12-04, the VM busier than on 2026-12-03;
+//! criterion medians of one run of `cargo bench -p platform-telemetry --bench pipeline --features
+//! http-server,http-client -- --warm-up-time 1 --measurement-time 3`; back-to-back runs on this
+//! VM differ by up to ±20 % per line, so compare lines of one run; how to read them:
+//! BENCHMARKS.md). Allocations: heap allocations (`alloc` + `realloc`) per call made on the
+//! benchmark's thread, counted over 10,000 calls after each benchmark (export threads and the
+//! receiver not counted):
 //!
 //! | Benchmark                                 | Median  | Allocs/op |
 //! |-------------------------------------------|---------|-----------|
-//! | baseline_fmt_only/span_start_end          | 333 ns  | 4         |
-//! | span/start_end_sampled                    | 1.50 µs | 8         |
-//! | span/start_end_not_sampled                | 1.02 µs | 8         |
-//! | baseline_fmt_only/event_in_span           | 1.15 µs | 0         |
-//! | log/event_in_sampled_span                 | 1.12 µs | 8.8       |
-//! | baseline_fmt_only/json_line_in_span       | 1.67 µs | 7         |
-//! | log/json_line_in_span                     | 774 ns  | 6         |
-//! | metrics/histogram_record (sdk floor)      | 92 ns   | 0         |
-//! | metrics/counter_add                       | 78 ns   | 0         |
-//! | propagation/inject_context                | 258 ns  | 6         |
-//! | propagation/extract                       | 307 ns  | 2         |
-//! | sdk_floor/extract                         | 243 ns  | 4         |
-//! | sdk_floor/span_start_end                  | 152 ns  | 0         |
-//! | sdk_floor/span_start_end_not_sampled      | 58 ns   | 0         |
-//! | messaging/producer_span_sampled           | 1.38 µs | 14        |
-//! | messaging/producer_span_not_sampled       | 810 ns  | 9         |
-//! | messaging/consumer_span_sampled           | 1.44 µs | 11        |
-//! | messaging/consumer_span_not_sampled       | 866 ns  | 6         |
-//! | sdk_floor/consumer_by_hand_sampled        | 921 ns  | 7         |
-//! | sdk_floor/consumer_by_hand_not_sampled    | 672 ns  | 7         |
-//! | baseline/http_request_bare                | 906 ns  | 21        |
-//! | http_server/request_sampled               | 3.28 µs | 36        |
-//! | http_server/request_not_sampled           | 1.85 µs | 28        |
-//! | baseline/http_client_bare                 | 803 ns  | 10        |
-//! | http_client/request_sampled               | 2.57 µs | 28        |
-//! | http_client/request_not_sampled           | 1.66 µs | 20        |
+//! | baseline_fmt_only/span_start_end          | 515 ns  | 4         |
+//! | baseline_fmt_only/event_in_span           | 1.72 µs | 0         |
+//! | span/start_end_sampled                    | 1.37 µs | 8         |
+//! | span/start_end_not_sampled                | 988 ns  | 8         |
+//! | log/event_in_sampled_span                 | 1.14 µs | 8.77      |
+//! | log/json_line_in_span                     | 875 ns  | 6         |
+//! | baseline_fmt_only/json_line_in_span       | 2.41 µs | 7         |
+//! | metrics/histogram_record (sdk floor)      | 116 ns  | 0         |
+//! | metrics/counter_add                       | 102 ns  | 0         |
+//! | propagation/inject_context                | 413 ns  | 6         |
+//! | propagation/extract                       | 547 ns  | 2         |
+//! | sdk_floor/span_start_end                  | 222 ns  | 0         |
+//! | sdk_floor/span_start_end_not_sampled      | 74.6 ns | 0         |
+//! | sdk_floor/extract                         | 411 ns  | 4         |
+//! | messaging/producer_span_sampled           | 2.14 µs | 14        |
+//! | messaging/consumer_span_sampled           | 2.37 µs | 11        |
+//! | sdk_floor/consumer_by_hand_sampled        | 1.38 µs | 7         |
+//! | messaging/producer_span_not_sampled       | 1.42 µs | 9         |
+//! | messaging/consumer_span_not_sampled       | 1.34 µs | 6         |
+//! | sdk_floor/consumer_by_hand_not_sampled    | 1.11 µs | 7         |
+//! | db/sql_operation_sampled                  | 1.35 µs | 4         |
+//! | db/command_operation_sampled              | 1.23 µs | 4         |
+//! | sdk_floor/db_by_hand_sampled              | 781 ns  | 3         |
+//! | db/sql_operation_not_sampled              | 910 ns  | 3         |
+//! | db/command_operation_not_sampled          | 868 ns  | 3         |
+//! | sdk_floor/db_by_hand_not_sampled          | 583 ns  | 3         |
+//! | http_server/request_sampled               | 3.93 µs | 36        |
+//! | http_server/request_not_sampled           | 2.64 µs | 28        |
+//! | baseline/http_request_bare                | 1.18 µs | 21        |
+//! | http_client/request_sampled               | 3.91 µs | 28        |
+//! | http_client/request_not_sampled           | 2.44 µs | 20        |
+//! | baseline/http_client_bare                 | 1.44 µs | 10        |
 //!
 //! The `baseline_fmt_only/*` benchmarks run the same span and event under a plain
 //! `tracing_subscriber::fmt()` subscriber with no OpenTelemetry (`json_line_in_span`: under
