@@ -300,8 +300,17 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::{Arc, Mutex};
 
-    /// The lines `JsonFormat` writes for what `emit` logs, parsed back.
-    fn json_lines(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+    /// The number a line holds for `key`, read from its text with the standard library's
+    /// correctly rounded parser (serde_json's default one may be an ulp off, subnormals more).
+    fn number_in(line: &str, key: &str) -> Option<f64> {
+        let start = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+        let rest = &line[start..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim().parse().ok()
+    }
+
+    /// The lines `JsonFormat` writes for what `emit` logs, as text.
+    fn json_text_lines(emit: impl FnOnce()) -> Vec<String> {
         #[derive(Clone, Default)]
         struct Buffer(Arc<Mutex<Vec<u8>>>);
         impl std::io::Write for Buffer {
@@ -325,10 +334,7 @@ mod tests {
         let bytes = buffer.0.lock().map(|b| b.clone()).unwrap_or_default();
         String::from_utf8_lossy(&bytes)
             .lines()
-            .map(|line| match serde_json::from_str(line) {
-                Ok(v) => v,
-                Err(e) => panic!("not JSON ({e}): {line}"),
-            })
+            .map(str::to_string)
             .collect()
     }
 
@@ -342,27 +348,51 @@ mod tests {
             value in any::<String>(),
             number in any::<f64>(),
         ) {
-            let lines = json_lines(|| {
+            let texts = json_text_lines(|| {
                 let span = tracing::info_span!("request \"quoted\"");
                 let _entered = span.enter();
                 tracing::info!(value = %value, debug = ?value, number, target = "shadowed", "{message}");
             });
-            prop_assert_eq!(lines.len(), 1);
-            let line = &lines[0];
+            prop_assert_eq!(texts.len(), 1);
+            let line: serde_json::Value = serde_json::from_str(&texts[0])
+                .map_err(|e| TestCaseError::fail(format!("not JSON ({e}): {}", texts[0])))?;
+            let line = &line;
             prop_assert_eq!(line["message"].as_str(), Some(message.as_str()));
             prop_assert_eq!(line["value"].as_str(), Some(value.as_str()));
             let debug = format!("{value:?}");
             prop_assert_eq!(line["debug"].as_str(), Some(debug.as_str()));
             if number.is_finite() {
-                // serde_json's default parser may be one ulp off on long mantissas.
-                let read = line["number"].as_f64().unwrap_or(f64::NAN);
-                prop_assert!((read - number).abs() <= number.abs() * 1e-15, "{read} != {number}");
+                // Exactly the number logged, subnormals and negative zero included.
+                let read = number_in(&texts[0], "number");
+                prop_assert_eq!(read.map(f64::to_bits), Some(number.to_bits()), "{}", texts[0]);
             } else {
                 prop_assert!(line["number"].is_null());
             }
             prop_assert_eq!(line["fields.target"].as_str(), Some("shadowed"));
             prop_assert_eq!(line["level"].as_str(), Some("INFO"));
             prop_assert_eq!(line["span"].as_str(), Some("request \"quoted\""));
+        }
+    }
+
+    #[test]
+    fn subnormal_and_signed_zero_numbers_are_written_exactly() {
+        // -2.088e-309 once failed the property test below: serde_json's default parser, not the
+        // line, was off.
+        for number in [
+            -2.088e-309,
+            f64::from_bits(1),
+            -0.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            let texts = json_text_lines(|| tracing::info!(number, "n"));
+            let read = number_in(&texts[0], "number");
+            assert_eq!(
+                read.map(f64::to_bits),
+                Some(number.to_bits()),
+                "{}",
+                texts[0]
+            );
         }
     }
 
