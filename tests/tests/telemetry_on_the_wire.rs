@@ -92,6 +92,26 @@ async fn checkout_arrives(protocol: &str, transport: Transport) {
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["amount"], 1999);
 
+    // The library's own metrics (process and runtime ones included) and spans declare the
+    // semantic-conventions schema their names follow.
+    let library: Vec<_> = snapshot
+        .metrics
+        .iter()
+        .filter(|m| m.scope.name == "platform-telemetry")
+        .collect();
+    assert!(
+        library.iter().any(|m| m.name() == "process.cpu.time"),
+        "{protocol}: no process metrics from the library's scope"
+    );
+    for metric in &library {
+        assert_eq!(
+            &*metric.scope_schema_url,
+            platform_telemetry::SCHEMA_URL,
+            "{protocol}: {} declares no schema",
+            metric.name()
+        );
+    }
+
     // Metrics: pushed over OTLP and served in the Prometheus format.
     let orders = snapshot
         .metrics

@@ -611,6 +611,9 @@ fn path_prefix_gateway(upstream: String) -> (String, std::thread::JoinHandle<()>
         runtime.block_on(async move {
             listener.set_nonblocking(true).unwrap();
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            // reqwest is built without a default crypto provider (as in obs): install ring's, or
+            // the client panics when this test runs in a process of its own (nextest).
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let client = reqwest::Client::new();
             let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
                 let client = client.clone();

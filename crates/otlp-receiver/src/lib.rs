@@ -165,6 +165,8 @@ impl RequestInfo {
 pub struct ReceivedSpan {
     pub resource: Arc<Resource>,
     pub scope: Arc<InstrumentationScope>,
+    /// The schema URL its scope declared (empty when none).
+    pub scope_schema_url: Arc<str>,
     pub span: Span,
     pub transport: Transport,
 }
@@ -175,6 +177,8 @@ pub struct ReceivedSpan {
 pub struct ReceivedLogRecord {
     pub resource: Arc<Resource>,
     pub scope: Arc<InstrumentationScope>,
+    /// The schema URL its scope declared (empty when none).
+    pub scope_schema_url: Arc<str>,
     pub record: LogRecord,
     pub transport: Transport,
 }
@@ -185,6 +189,8 @@ pub struct ReceivedLogRecord {
 pub struct ReceivedMetric {
     pub resource: Arc<Resource>,
     pub scope: Arc<InstrumentationScope>,
+    /// The schema URL its scope declared (empty when none).
+    pub scope_schema_url: Arc<str>,
     pub metric: Metric,
     pub transport: Transport,
 }

@@ -65,9 +65,11 @@ macro_rules! export_impl {
                     let resource = Arc::new(r.resource.unwrap_or_default());
                     for s in r.$scopes {
                         let scope = Arc::new(s.scope.unwrap_or_default());
+                        let schema_url: Arc<str> = s.schema_url.into();
                         out.extend(s.$items.into_iter().map(|$field| $received {
                             resource: Arc::clone(&resource),
                             scope: Arc::clone(&scope),
+                            scope_schema_url: Arc::clone(&schema_url),
                             $field,
                             transport,
                         }));

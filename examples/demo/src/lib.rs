@@ -399,6 +399,7 @@ mod tests {
         ReceivedSpan {
             resource: Default::default(),
             scope: Default::default(),
+            scope_schema_url: Default::default(),
             span: ProtoSpan {
                 trace_id: vec![trace; 16],
                 span_id: vec![id; 8],
@@ -418,6 +419,7 @@ mod tests {
         snapshot.log_records.push(ReceivedLogRecord {
             resource: Default::default(),
             scope: Default::default(),
+            scope_schema_url: Default::default(),
             record: LogRecord {
                 severity_text: "WARN".into(),
                 body: None,

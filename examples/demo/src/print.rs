@@ -344,6 +344,7 @@ mod tests {
         ReceivedSpan {
             resource: resource(service).into(),
             scope: Default::default(),
+            scope_schema_url: Default::default(),
             span: Span {
                 trace_id: vec![7; 16],
                 span_id: id.to_be_bytes().to_vec(),
@@ -449,6 +450,7 @@ mod tests {
         let record = ReceivedLogRecord {
             resource: resource("w\u{0}rker").into(),
             scope: Default::default(),
+            scope_schema_url: Default::default(),
             record: LogRecord {
                 severity_text: "WARN\u{1b}".into(),
                 body: Some(string("line one\nPASS trace forged\u{9b}")),
@@ -476,6 +478,7 @@ mod tests {
         let record = ReceivedLogRecord {
             resource: resource("quickstart").into(),
             scope: Default::default(),
+            scope_schema_url: Default::default(),
             record: LogRecord {
                 severity_number: 17,
                 body: Some(string("boom")),

@@ -305,9 +305,11 @@ async fn push(
         let resource = std::sync::Arc::new(rl.resource.unwrap_or_default());
         for sl in rl.scope_logs {
             let scope = std::sync::Arc::new(sl.scope.unwrap_or_default());
+            let schema_url: std::sync::Arc<str> = sl.schema_url.into();
             records.extend(sl.log_records.into_iter().map(|record| ReceivedLogRecord {
                 resource: resource.clone(),
                 scope: scope.clone(),
+                scope_schema_url: schema_url.clone(),
                 record,
                 transport: Transport::Http,
             }));

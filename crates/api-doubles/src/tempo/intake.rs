@@ -85,9 +85,11 @@ fn export(
         let resource = Arc::new(rs.resource.unwrap_or_default());
         for ss in rs.scope_spans {
             let scope = Arc::new(ss.scope.unwrap_or_default());
+            let schema_url: Arc<str> = ss.schema_url.into();
             spans.extend(ss.spans.into_iter().map(|span| ReceivedSpan {
                 resource: Arc::clone(&resource),
                 scope: Arc::clone(&scope),
+                scope_schema_url: Arc::clone(&schema_url),
                 span,
                 transport,
             }));
