@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use otlp_receiver::{OtlpReceiver, ReceivedSpan, Snapshot};
-use platform_telemetry::db::DbOperation;
+use platform_telemetry::db::{DbFailure, DbOperation};
 use support::{start_postgres, start_redis};
 use tracing::instrument::WithSubscriber as _;
 
@@ -69,10 +69,11 @@ fn everything_recorded(snapshot: &Snapshot) -> String {
 
 /// The SQLSTATE of a database error (`42P01`), else sqlx's error kind: a low-cardinality
 /// `error.type`.
-fn sqlstate(error: &sqlx::Error) -> Cow<'static, str> {
+/// The SQLSTATE as `db.response.status_code` (and `error.type`), as orders classifies it.
+fn sqlstate(error: &sqlx::Error) -> DbFailure {
     match error.as_database_error().and_then(|e| e.code()) {
-        Some(code) => Cow::Owned(code.into_owned()),
-        None => Cow::Borrowed("sqlx_error"),
+        Some(code) => DbFailure::status_code(code.into_owned()),
+        None => DbFailure::from("sqlx_error"),
     }
 }
 
@@ -180,6 +181,11 @@ async fn postgres_queries_through_sqlx_are_client_spans_without_their_literals()
     assert_eq!(missing.span.status.as_ref().map(|s| s.code), Some(2));
     assert_eq!(missing.attr("error.type").as_deref(), Some("42P01"));
     assert_eq!(
+        missing.attr("db.response.status_code").as_deref(),
+        Some("42P01"),
+        "the SQLSTATE is the response status code"
+    );
+    assert_eq!(
         span(&snapshot, "CREATE orders")
             .attr("db.operation.name")
             .as_deref(),
@@ -241,6 +247,7 @@ async fn postgres_queries_through_sqlx_are_client_spans_without_their_literals()
         .find(|p| p.attr("error.type") == Some("42P01"))
         .unwrap();
     assert_eq!(failed.attr("db.system.name"), Some("postgresql"));
+    assert_eq!(failed.attr("db.response.status_code"), Some("42P01"));
     assert_eq!(failed.attr("db.collection.name"), Some("invoices"));
     assert_eq!(
         failed.attr("db.query.text"),

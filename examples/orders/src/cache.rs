@@ -7,10 +7,9 @@
 //! span is marked failed, a warning is logged and the lookup goes to the store. A Redis that is
 //! down when orders starts is the same: orders starts uncached and connects when it can.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use platform_telemetry::db::DbOperation;
+use platform_telemetry::db::{DbFailure, DbOperation};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::store::Order;
@@ -97,7 +96,7 @@ impl OrderCache {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::warn!(
-                    error = redis_error_type(&error).as_ref(),
+                    error = redis_failure(&error).error_type(),
                     "cannot connect to Redis at {host}:{port} (REDIS_URL): orders starts uncached \
                      and connects when Redis answers"
                 );
@@ -120,12 +119,11 @@ impl OrderCache {
             return None;
         };
         let mut connection = redis.connection.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(key(id));
         let cached: Option<String> = redis
             .operation("GET")
-            .run_with(
-                redis::cmd("GET").arg(key(id)).query_async(&mut connection),
-                redis_error_type,
-            )
+            .run_with(bounded(get.query_async(&mut connection)), cache_failure)
             .await
             .inspect_err(
                 |error| tracing::warn!(%error, "order cache: GET failed; reading the store"),
@@ -152,7 +150,7 @@ impl OrderCache {
             .arg(CACHE_TTL_SECONDS);
         let stored: Result<(), _> = redis
             .operation("SET")
-            .run_with(bounded(set.query_async(&mut connection)), cache_error_type)
+            .run_with(bounded(set.query_async(&mut connection)), cache_failure)
             .await;
         if let Err(error) = stored {
             tracing::warn!(%error, "order cache: SET failed; the order is not cached");
@@ -176,11 +174,11 @@ async fn bounded<T>(command: impl Future<Output = redis::RedisResult<T>>) -> Res
     }
 }
 
-/// `error.type` for a failed cache command: `timeout`, or [`redis_error_type`].
-fn cache_error_type(error: &CacheError) -> Cow<'static, str> {
+/// How a cache command failed: `timeout`, or [`redis_failure`].
+fn cache_failure(error: &CacheError) -> DbFailure {
     match error {
-        CacheError::Timeout(_) => Cow::Borrowed("timeout"),
-        CacheError::Redis(error) => redis_error_type(error),
+        CacheError::Timeout(_) => DbFailure::from("timeout"),
+        CacheError::Redis(error) => redis_failure(error),
     }
 }
 
@@ -188,22 +186,23 @@ fn key(id: u64) -> String {
     format!("order:{id}")
 }
 
-/// `error.type` for a Redis failure: `timeout`, `io_error`, the server's error code
-/// (`WRONGTYPE`, `NOAUTH`, …) or the client's kind of failure; never its message.
-pub fn redis_error_type(error: &redis::RedisError) -> Cow<'static, str> {
+/// How a Redis command failed: the server's error code (`WRONGTYPE`, `NOAUTH`, …, as both
+/// `db.response.status_code` and `error.type`), else `timeout`, `io_error` or the client's
+/// kind of failure; never its message.
+pub fn redis_failure(error: &redis::RedisError) -> DbFailure {
     if error.is_timeout() {
-        return Cow::Borrowed("timeout");
+        return DbFailure::from("timeout");
     }
     if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal() {
-        return Cow::Borrowed("io_error");
+        return DbFailure::from("io_error");
     }
     if let Some(code) = error.code() {
         // Server codes are short upper-case words; anything else is not a code to record.
         if code.len() <= 32 && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
-            return Cow::Owned(code.to_string());
+            return DbFailure::status_code(code.to_string());
         }
     }
-    Cow::Borrowed(match error.kind() {
+    DbFailure::from(match error.kind() {
         redis::ErrorKind::AuthenticationFailed => "authentication_failed",
         redis::ErrorKind::UnexpectedReturnType => "unexpected_return_type",
         redis::ErrorKind::Parse => "parse_error",

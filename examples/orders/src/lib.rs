@@ -18,10 +18,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 
-pub use cache::{CACHE_TTL_SECONDS, CacheError, OrderCache, redis_error_type};
+pub use cache::{CACHE_TTL_SECONDS, CacheError, OrderCache, redis_failure};
 pub use events::{Events, Message, NatsHeaders, OrderViewed, SUBJECT};
 pub use faults::Faults;
-pub use store::{Order, OrderStore, SEEDED_ORDERS, StoreError, sqlx_error_type};
+pub use store::{Order, OrderStore, SEEDED_ORDERS, StoreError, sqlx_failure};
 
 /// The service: where its events go, where it reads orders, and the failures it injects.
 ///

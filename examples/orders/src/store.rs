@@ -3,10 +3,9 @@
 //! Every query runs inside a [`DbOperation`], so each is a CLIENT span under the request span
 //! (named from the query summary, `SELECT orders`) and a `db.client.operation.duration` sample.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use platform_telemetry::db::DbOperation;
+use platform_telemetry::db::{DbFailure, DbOperation};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -165,7 +164,7 @@ impl Postgres {
                 sqlx::query_as(SELECT_ORDER)
                     .bind(key)
                     .fetch_optional(&self.pool),
-                sqlx_error_type,
+                sqlx_failure,
             )
             .await
             .map_err(|source| StoreError {
@@ -176,13 +175,14 @@ impl Postgres {
     }
 }
 
-/// `error.type` for a sqlx failure: the SQLSTATE when the server answered one (`42P01`), else
-/// the kind of failure (`pool_timed_out`, `io`, …). Never the message, which can hold values.
-pub fn sqlx_error_type(error: &sqlx::Error) -> Cow<'static, str> {
+/// How a sqlx operation failed: the SQLSTATE when the server answered one (`42P01`, as both
+/// `db.response.status_code` and `error.type`), else the kind of failure (`pool_timed_out`,
+/// `io`, …). Never the message, which can hold values.
+pub fn sqlx_failure(error: &sqlx::Error) -> DbFailure {
     if let Some(code) = error.as_database_error().and_then(|e| e.code()) {
-        return Cow::Owned(code.into_owned());
+        return DbFailure::status_code(code.into_owned());
     }
-    Cow::Borrowed(match error {
+    DbFailure::from(match error {
         sqlx::Error::PoolTimedOut => "pool_timed_out",
         sqlx::Error::PoolClosed => "pool_closed",
         sqlx::Error::Io(_) => "io",

@@ -278,3 +278,50 @@ async fn orders_starts_without_its_cache_and_serves_from_the_database() {
     let took = cache_get.span.end_time_unix_nano - cache_get.span.start_time_unix_nano;
     assert!(took < 1_000_000_000, "the failed GET took {took} ns");
 }
+
+/// A TCP listener that accepts connections and never answers: a Redis that hangs.
+fn black_hole() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    (port, handle)
+}
+
+#[tokio::test]
+async fn a_cache_that_hangs_costs_a_lookup_at_most_its_timeout() {
+    let (_postgres, postgres_url, _dir) = crate::support::start_postgres().await;
+    let (port, _hole) = black_hole();
+    let redis_url = format!("redis://127.0.0.1:{port}/0");
+    let shop =
+        crate::shop::start_shop_with(&[("DATABASE_URL", &postgres_url), ("REDIS_URL", &redis_url)])
+            .await;
+    let started = std::time::Instant::now();
+    let (status, trace_id) = get(&shop, 6).await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "orders answers from the database");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "the lookup took {took:?}"
+    );
+    let snapshot = trace(&shop, &trace_id, 8).await;
+    let spans = spans_of(&snapshot, &trace_id);
+    for command in ["GET", "SET"] {
+        let span = find(&spans, "orders", command);
+        assert!(is_error(span), "{command} is a failed span");
+        assert_eq!(
+            span.attr("error.type").as_deref(),
+            Some("timeout"),
+            "{command}"
+        );
+        let nanos = span.span.end_time_unix_nano - span.span.start_time_unix_nano;
+        assert!(
+            nanos < 600_000_000,
+            "{command} took {nanos} ns, past its 250 ms bound"
+        );
+    }
+}

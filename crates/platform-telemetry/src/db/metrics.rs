@@ -1,6 +1,5 @@
 //! `db.client.operation.duration`, recorded once per [`DbSpan`](super::DbSpan) when it ends.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -9,6 +8,7 @@ use opentelemetry::metrics::{Histogram, Meter};
 use opentelemetry::trace::SpanContext;
 
 use super::describe::Recorded;
+use super::failure::DbFailure;
 use crate::metrics::ExemplarStore;
 use crate::semconv::{attr, metric};
 
@@ -46,7 +46,7 @@ pub(crate) struct DbOutcome {
     started: Instant,
     /// The operation's attributes, shared by every measurement of the same operation.
     recorded: Arc<Recorded>,
-    error_type: Mutex<Option<Cow<'static, str>>>,
+    failure: Mutex<Option<DbFailure>>,
     span_context: SpanContext,
 }
 
@@ -60,16 +60,16 @@ impl DbOutcome {
             instruments,
             started: Instant::now(),
             recorded,
-            error_type: Mutex::new(None),
+            failure: Mutex::new(None),
             span_context,
         }
     }
 
-    pub(crate) fn fail(&self, error_type: Cow<'static, str>) {
+    pub(crate) fn fail(&self, failure: DbFailure) {
         *self
-            .error_type
+            .failure
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error_type);
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(failure);
     }
 }
 
@@ -77,7 +77,7 @@ impl Drop for DbOutcome {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed().as_secs_f64();
         let failed = self
-            .error_type
+            .failure
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
@@ -95,10 +95,14 @@ impl Drop for DbOutcome {
                     &self.span_context,
                 );
             }
-            Some(error_type) => {
-                let mut attributes = Vec::with_capacity(self.recorded.attributes.len() + 1);
+            Some(failure) => {
+                let (error_type, status_code) = failure.into_parts();
+                let mut attributes = Vec::with_capacity(self.recorded.attributes.len() + 2);
                 attributes.extend(self.recorded.attributes.iter().cloned());
                 attributes.push(KeyValue::new(attr::ERROR_TYPE, error_type));
+                if let Some(code) = status_code {
+                    attributes.push(KeyValue::new(attr::DB_RESPONSE_STATUS_CODE, code));
+                }
                 self.instruments.duration.record(elapsed, &attributes);
                 exemplars.record(
                     CLIENT_OPERATION_DURATION,

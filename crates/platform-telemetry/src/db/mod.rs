@@ -36,8 +36,10 @@
 //! | `db.query.text` | the SQL with `?` for every literal (spans only, never metrics) |
 //! | `server.address`, `server.port` | [`DbOperation::server`] |
 //! | `error.type` | on failure |
+//! | `db.response.status_code` | on failure, when the classifier returns [`DbFailure::status_code`] |
 
 mod describe;
+mod failure;
 mod metrics;
 mod sql;
 
@@ -48,6 +50,7 @@ use std::sync::Arc;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
+pub use self::failure::DbFailure;
 pub use self::metrics::CLIENT_OPERATION_DURATION;
 pub(crate) use self::metrics::DbInstruments;
 use self::metrics::DbOutcome;
@@ -129,22 +132,24 @@ impl<'a> DbOperation<'a> {
         self.run_with(operation, |_| short_type_name::<E>()).await
     }
 
-    /// [`run`](Self::run), with `error_type` naming the class of a failure (a low-cardinality
-    /// string such as `"unique_violation"` or a SQLSTATE, never a message).
-    pub async fn run_with<T, E, F>(
+    /// [`run`](Self::run), with `classify` naming the class of a failure: a low-cardinality
+    /// string such as `"unique_violation"` (`error.type`), or a [`DbFailure`] that also carries
+    /// the database's status code (`DbFailure::status_code(sqlstate)`); never a message.
+    pub async fn run_with<T, E, F, C>(
         self,
         operation: F,
-        error_type: impl FnOnce(&E) -> Cow<'static, str>,
+        classify: impl FnOnce(&E) -> C,
     ) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
+        C: Into<DbFailure>,
     {
         use opentelemetry::context::FutureExt as _;
         // No DbSpan (and no shared outcome to allocate): the span and its measurement live here.
         let (cx, outcome) = self.begin();
         let result = operation.with_context(cx.clone()).await;
         if let Err(error) = &result {
-            mark_failed(&cx, outcome.as_ref(), error_type(error));
+            mark_failed(&cx, outcome.as_ref(), classify(error).into());
         }
         drop(outcome);
         cx.span().end();
@@ -186,13 +191,23 @@ impl<'a> DbOperation<'a> {
     }
 }
 
-/// Span status error and `error.type` on the span, and on the measurement when there is one.
-fn mark_failed(cx: &Context, outcome: Option<&DbOutcome>, error_type: Cow<'static, str>) {
+/// Span status error, `error.type` and `db.response.status_code` on the span, and on the
+/// measurement when there is one.
+fn mark_failed(cx: &Context, outcome: Option<&DbOutcome>, failure: DbFailure) {
     let span = cx.span();
-    span.set_status(Status::error(error_type.clone()));
-    span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type.clone()));
+    span.set_status(Status::error(failure.error_type().to_string()));
+    span.set_attribute(KeyValue::new(
+        attr::ERROR_TYPE,
+        failure.error_type().to_string(),
+    ));
+    if let Some(code) = failure.code() {
+        span.set_attribute(KeyValue::new(
+            attr::DB_RESPONSE_STATUS_CODE,
+            code.to_string(),
+        ));
+    }
     if let Some(outcome) = outcome {
-        outcome.fail(error_type);
+        outcome.fail(failure);
     }
 }
 
@@ -223,8 +238,8 @@ pub struct DbSpan {
 
 impl DbSpan {
     /// Marks the operation failed: span status error, `error.type` on the span and the metric.
-    pub fn set_error(&self, error_type: impl Into<Cow<'static, str>>) {
-        mark_failed(&self.cx, self.outcome.as_deref(), error_type.into());
+    pub fn set_error(&self, failure: impl Into<DbFailure>) {
+        mark_failed(&self.cx, self.outcome.as_deref(), failure.into());
     }
 
     /// The OpenTelemetry context holding the span (to run the driver's future in).
