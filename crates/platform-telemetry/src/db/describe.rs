@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use opentelemetry::{KeyValue, Value};
 
-use super::sql::sanitize_sql;
+use super::sql::{cut, sanitize_sql};
 use super::{DbOperation, MAX_NAME_BYTES, Query};
 use crate::semconv::attr;
 
@@ -168,11 +168,7 @@ pub(super) fn recorded(operation: &DbOperation<'_>) -> Arc<Recorded> {
 
 /// `text` cut to [`MAX_NAME_BYTES`] on a character boundary.
 fn bounded(text: &str) -> &str {
-    let mut end = text.len().min(MAX_NAME_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    cut(text, MAX_NAME_BYTES)
 }
 
 fn shared(text: &str) -> Value {

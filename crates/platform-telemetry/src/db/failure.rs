@@ -35,11 +35,7 @@ fn bounded(class: Cow<'static, str>) -> Cow<'static, str> {
     if class.len() <= MAX_CLASS_BYTES {
         return class;
     }
-    let mut end = MAX_CLASS_BYTES;
-    while !class.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(class[..end].to_string())
+    Cow::Owned(super::sql::cut(&class, MAX_CLASS_BYTES).to_string())
 }
 
 impl DbFailure {

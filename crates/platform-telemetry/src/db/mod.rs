@@ -195,16 +195,11 @@ impl<'a> DbOperation<'a> {
 /// measurement when there is one.
 fn mark_failed(cx: &Context, outcome: Option<&DbOutcome>, failure: DbFailure) {
     let span = cx.span();
-    span.set_status(Status::error(failure.error_type().to_string()));
-    span.set_attribute(KeyValue::new(
-        attr::ERROR_TYPE,
-        failure.error_type().to_string(),
-    ));
-    if let Some(code) = failure.code() {
-        span.set_attribute(KeyValue::new(
-            attr::DB_RESPONSE_STATUS_CODE,
-            code.to_string(),
-        ));
+    let (error_type, code) = failure.clone().into_parts();
+    span.set_status(Status::error(error_type.clone()));
+    span.set_attribute(KeyValue::new(attr::ERROR_TYPE, error_type));
+    if let Some(code) = code {
+        span.set_attribute(KeyValue::new(attr::DB_RESPONSE_STATUS_CODE, code));
     }
     if let Some(outcome) = outcome {
         outcome.fail(failure);

@@ -63,7 +63,7 @@ enum Token<'a> {
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary.
-fn cut(text: &str, max: usize) -> &str {
+pub(super) fn cut(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
