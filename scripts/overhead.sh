@@ -30,11 +30,11 @@
 # With taskset available (PIN=1, the default) each server runs on CPU 0 and wrk and the sink on
 # CPU 1, so the service is a one-CPU service and the load generator does not steal from it.
 #
-# Results (2-core x86_64 VM, Rust 1.95, 2026-12-03, ROUNDS=3 DURATION=8 WARMUP=2; BENCHMARKS.md):
-#   bare 168,566 req/s, 5.78 CPU us/req, 19.0 allocs/req
-#   ours-100 +6.10 us/req, 56.3 allocs   towerhttp-100 +7.45, 67.3   axumotel-100 +24.32, 151.3
-#   ours-1   +1.95 us/req, 24.3 allocs   towerhttp-1    +3.73, 44.2   axumotel-1   +20.74, 120.3
-#   CPU us added, ours/towerhttp: 0.819 (100%), 0.523 (1%); ours/axumotel: 0.251, 0.094
+# Results (2-core x86_64 VM, Rust 1.95, 2026-12-04, ROUNDS=3 DURATION=8 WARMUP=2; BENCHMARKS.md):
+#   bare 85,041 req/s, 11.31 CPU us/req, 19.0 allocs/req
+#   ours-100 +11.24 us/req, 56.3 allocs   towerhttp-100 +15.14, 67.2   axumotel-100 +45.56, 151.3
+#   ours-1   +3.56 us/req, 24.3 allocs    towerhttp-1    +6.96, 44.2   axumotel-1   +30.07, 120.2
+#   CPU us added, ours/towerhttp: 0.742 (100%), 0.511 (1%); ours/axumotel: 0.247, 0.118
 #
 # Usage: scripts/overhead.sh
 #   env: ROUNDS=3 DURATION=10 CONNECTIONS=32 PIN=1 WARMUP=3
